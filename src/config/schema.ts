@@ -1,0 +1,314 @@
+/**
+ * The one settings schema (STYLE practice 5). Each row of `SETTINGS` names a setting once and
+ * feeds library options, CLI flags, `ECHO_*` env vars, config-file keys and `--help`. Adding a
+ * setting is adding a field to `Settings` and one row; `Missing` below fails to compile until
+ * the row exists. Every value is parsed by its row's `kind`, so all sources accept the same
+ * syntax and produce the same error message, which names the setting as the user spelled it.
+ */
+import { hostname } from 'node:os';
+import { ConfigError } from '../errors.js';
+
+/** Resolved settings; each field's row in `SETTINGS` has its flag, env var and full doc. */
+export interface Settings {
+  /** Bind address for network listeners. @default '0.0.0.0' */
+  host: string;
+  /** WebSocket port; null = off, 0 = ephemeral. @default 8080 */
+  wsPort: number | null;
+  /** URL paths accepting upgrades, each starting with '/'. @default ['/', '/ws'] */
+  wsPaths: string[];
+  /** TCP (framed) port; null = off. @default 9000 */
+  tcpPort: number | null;
+  /** Framing on TCP and Unix sockets. @default 'v1' */
+  tcpFraming: 'v1' | 'len';
+  /** Unix socket path; null = off. @default null */
+  unixPath: string | null;
+  /** RFC 862 raw echo port; null = off (opt-in). @default null */
+  rawPort: number | null;
+  /** Allow plaintext on network listeners. @default false */
+  insecure: boolean;
+  /** Instance name in hello messages, logs and metrics. @default os.hostname() */
+  instance: string;
+  /** Concurrent connections, >= 1. @default 100000 */
+  maxConnections: number;
+  /** Bytes: largest v1/len frame body and WebSocket message (sum of fragments), 1..2^31-1. @default 1048576 */
+  maxFrameBytes: number;
+  /** Bytes: largest v1 metadata header, 2..65535. @default 4096 */
+  maxHeaderBytes: number;
+  /** Bytes: per-connection send-queue high water (reading pauses above it), >= 1024. @default 1048576 */
+  maxQueueBytes: number;
+  /** Milliseconds the queue may stay above high water before the connection is closed; 0 = never. @default 30000 */
+  stallTimeoutMs: number;
+  /** Milliseconds with no message either way before closing; 0 = off. @default 600000 */
+  idleTimeoutMs: number;
+  /** Milliseconds between pings; a peer silent for 2 intervals is dropped; 0 = off. @default 30000 */
+  keepaliveIntervalMs: number;
+  /** Milliseconds allowed for the upgrade or hello, >= 1. @default 10000 */
+  handshakeTimeoutMs: number;
+  /** Milliseconds of graceful shutdown before remaining connections are closed. @default 10000 */
+  drainTimeoutMs: number;
+  /** @default 'info' */
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** 'auto' = pretty when stdout is a TTY, else JSON. @default 'auto' */
+  logFormat: 'auto' | 'json' | 'pretty';
+  /** Processes sharing the listeners, 1..64. @default 1 */
+  workers: number;
+}
+
+export type SettingKind = 'port' | 'duration' | 'bytes' | 'int' | 'string' | 'bool' | 'enum' | 'list' | 'path';
+
+export interface SettingDefinition<K extends keyof Settings = keyof Settings> {
+  /** camelCase: the library option and the config-file key. */
+  readonly name: K;
+  /** CLI flag, e.g. `--ws-port`. */
+  readonly flag: `--${string}`;
+  /** Environment variable; derived from the flag (`--ws-port` => `ECHO_WS_PORT`) unless given. */
+  readonly env: `ECHO_${string}`;
+  readonly kind: SettingKind;
+  readonly default: Settings[K];
+  /** Shown by `--help` instead of `default` when the default is computed at start. */
+  readonly defaultText?: string;
+  /** One sentence for `--help` and docs. */
+  readonly doc: string;
+  /** Unit of the stored number (`ms`, `bytes`), shown by `--help`. */
+  readonly unit?: string;
+  /** Allowed values of an `enum`. */
+  readonly choices?: readonly string[];
+  /** Inclusive bounds of a number (port, int, duration, bytes). */
+  readonly min?: number;
+  readonly max?: number;
+  /** `off`, `none`, `false` or null switch the feature off: the value becomes null. */
+  readonly nullable?: boolean;
+  /** Extra rule after parsing: returns what is wrong, or undefined. Method syntax keeps rows of
+   *  different `K` assignable to `SettingDefinition` (methods are checked bivariantly). */
+  check?(value: Settings[K]): string | undefined;
+}
+
+// setTimeout clamps delays above 2^31-1 ms to 1 ms (with a TimeoutOverflowWarning), which would
+// turn a "very long" timeout into an immediate one; cap durations there.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+// sun_path in sockaddr_un: 108 bytes on Linux, 104 on macOS/BSD, including the NUL. Longer
+// paths fail at listen() with a confusing EINVAL/ENAMETOOLONG, so reject them up front.
+const MAX_UNIX_PATH = process.platform === 'linux' ? 107 : 103;
+
+type RowInput<K extends keyof Settings> = Omit<SettingDefinition<K>, 'env'> & { env?: `ECHO_${string}` };
+
+function row<K extends keyof Settings>(input: RowInput<K>): SettingDefinition<K> {
+  const env = input.env ?? (`ECHO_${input.flag.slice(2).replace(/-/g, '_').toUpperCase()}` as const);
+  const dflt = Array.isArray(input.default) ? Object.freeze([...input.default]) : input.default;
+  return Object.freeze({ ...input, env, default: dflt as Settings[K] });
+}
+
+const ROWS = [
+  row({ name: 'host', flag: '--host', kind: 'string', default: '0.0.0.0', doc: 'Bind address for network listeners.' }),
+  row({ name: 'wsPort', flag: '--ws-port', kind: 'port', nullable: true, default: 8080,
+    doc: "WebSocket listener port; 0 picks a free port, 'off' disables it." }),
+  row({ name: 'wsPaths', flag: '--ws-path', kind: 'list', default: ['/', '/ws'],
+    doc: 'Comma-separated URL paths that accept WebSocket upgrades.',
+    check: (paths) => (paths.every((p) => p.startsWith('/')) ? undefined : "each path must start with '/'") }),
+  row({ name: 'tcpPort', flag: '--tcp-port', kind: 'port', nullable: true, default: 9000,
+    doc: "TCP listener port (framed protocol); 0 picks a free port, 'off' disables it." }),
+  row({ name: 'tcpFraming', flag: '--tcp-framing', kind: 'enum', choices: ['v1', 'len'], default: 'v1',
+    doc: 'Framing on TCP and Unix sockets: v1 (typed frames with metadata) or len (length prefix only).' }),
+  row({ name: 'unixPath', flag: '--unix', kind: 'path', nullable: true, default: null,
+    doc: 'Unix socket path for the framed protocol; off by default.',
+    // Windows named pipes (\\.\pipe\name) are not bound by sun_path.
+    check: (p) => (p === null || /^\\\\[.?]\\pipe\\/i.test(p) || Buffer.byteLength(p) <= MAX_UNIX_PATH
+      ? undefined : `must be at most ${MAX_UNIX_PATH} bytes (the OS limit for socket paths)`) }),
+  row({ name: 'rawPort', flag: '--raw-port', kind: 'port', nullable: true, default: null,
+    doc: 'Raw TCP echo port (RFC 862, no framing); off by default.' }),
+  row({ name: 'insecure', flag: '--insecure', kind: 'bool', default: false,
+    doc: 'Allow plaintext on network listeners (required until TLS is configured).' }),
+  row({ name: 'instance', flag: '--instance', kind: 'string', default: hostname(), defaultText: 'the host name',
+    doc: 'Instance name reported in hello messages, logs and metrics.' }),
+  row({ name: 'maxConnections', flag: '--max-connections', kind: 'int', min: 1, default: 100_000,
+    doc: 'Maximum concurrent connections across all listeners; more are refused.' }),
+  row({ name: 'maxFrameBytes', flag: '--max-frame-bytes', kind: 'bytes', unit: 'bytes', min: 1, max: 2 ** 31 - 1,
+    default: 1_048_576, doc: 'Largest v1/len frame body and largest WebSocket message (sum of fragments).' }),
+  row({ name: 'maxHeaderBytes', flag: '--max-header-bytes', kind: 'bytes', unit: 'bytes', min: 2, max: 65_535,
+    default: 4096, doc: 'Largest v1 metadata header.' }),
+  // Below 1 KiB the queue would pause reading after every small message.
+  row({ name: 'maxQueueBytes', flag: '--max-queue-bytes', kind: 'bytes', unit: 'bytes', min: 1024, default: 1_048_576,
+    doc: 'Per-connection send-queue high water; above it the server stops reading that peer.' }),
+  row({ name: 'stallTimeoutMs', flag: '--stall-timeout', kind: 'duration', unit: 'ms', default: 30_000,
+    doc: 'Close a connection whose send queue stays above max-queue-bytes this long; 0 = never.' }),
+  row({ name: 'idleTimeoutMs', flag: '--idle-timeout', kind: 'duration', unit: 'ms', default: 600_000,
+    doc: 'Close a connection with no message either way for this long; 0 = off.' }),
+  row({ name: 'keepaliveIntervalMs', flag: '--keepalive-interval', kind: 'duration', unit: 'ms', default: 30_000,
+    doc: 'Ping every interval and drop a peer silent for two intervals; 0 = off.' }),
+  row({ name: 'handshakeTimeoutMs', flag: '--handshake-timeout', kind: 'duration', unit: 'ms', min: 1, default: 10_000,
+    doc: 'Deadline for the WebSocket upgrade or v1 hello.' }),
+  row({ name: 'drainTimeoutMs', flag: '--drain-timeout', kind: 'duration', unit: 'ms', default: 10_000,
+    doc: 'Graceful-shutdown deadline; connections still open then are closed.' }),
+  row({ name: 'logLevel', flag: '--log-level', kind: 'enum', default: 'info',
+    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'Minimum log level.' }),
+  row({ name: 'logFormat', flag: '--log-format', kind: 'enum', choices: ['auto', 'json', 'pretty'], default: 'auto',
+    doc: 'Log format; auto is pretty when stdout is a TTY, JSON otherwise.' }),
+  row({ name: 'workers', flag: '--workers', kind: 'int', min: 1, max: 64, default: 1,
+    doc: 'Worker processes sharing the listeners.' }),
+] as const;
+
+// Compile-time completeness: names any Settings field that has no row.
+type Missing = Exclude<keyof Settings, (typeof ROWS)[number]['name']>;
+const complete: [Missing] extends [never] ? true : Missing = true;
+void complete;
+
+export const SETTINGS: readonly SettingDefinition[] = Object.freeze(ROWS);
+const BY_NAME: ReadonlyMap<string, SettingDefinition> = new Map(SETTINGS.map((d) => [d.name, d]));
+
+/** Look a setting up by its camelCase name. */
+export function settingByName(name: string): SettingDefinition | undefined {
+  return BY_NAME.get(name);
+}
+
+/** Where a value came from; decides how errors name the setting. */
+export type SettingSource = 'option' | 'flag' | 'env' | { readonly file: string };
+
+/** The setting as the user spelled it: `maxFrameBytes`, `--max-frame-bytes`, `ECHO_MAX_FRAME_BYTES`,
+ *  `cfg.yaml: maxFrameBytes`. */
+export function labelFor(source: SettingSource, name: string): string {
+  const def = BY_NAME.get(name);
+  if (typeof source === 'object') return `${source.file}: ${name}`;
+  if (source === 'flag' && def) return def.flag;
+  if (source === 'env' && def) return def.env;
+  return name;
+}
+
+const OFF_WORDS = new Set(['off', 'none', 'false']);
+const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
+const DURATION_UNITS: ReadonlyMap<string, number> = new Map([
+  ['', 1], ['ms', 1], ['s', 1000], ['m', 60_000], ['h', 3_600_000],
+]);
+// KB/MB/GB are SI (1000-based), KiB/MiB/GiB binary (1024-based), as the IEC names say.
+const SIZE_UNITS: ReadonlyMap<string, number> = new Map([
+  ['', 1], ['b', 1], ['kb', 1e3], ['kib', 2 ** 10], ['mb', 1e6], ['mib', 2 ** 20], ['gb', 1e9], ['gib', 2 ** 30],
+]);
+
+function show(raw: unknown): string {
+  if (typeof raw === 'string') return `'${raw}'`;
+  if (raw === undefined || typeof raw === 'number' || typeof raw === 'boolean') return String(raw);
+  try {
+    return JSON.stringify(raw) ?? String(raw);
+  } catch {
+    return String(raw);
+  }
+}
+
+/** A number with an optional unit suffix, scaled to the base unit; NaN when it does not parse. */
+function quantity(raw: unknown, units: ReadonlyMap<string, number>): number {
+  if (typeof raw === 'number') return raw;
+  if (typeof raw !== 'string') return NaN;
+  const m = /^(-?\d+(?:\.\d+)?)([a-z]*)$/i.exec(raw.trim());
+  const factor = m ? units.get((m[2] ?? '').toLowerCase()) : undefined;
+  if (!m || factor === undefined) return NaN;
+  const v = Number(m[1]) * factor;
+  // 1.1 * 1000 is 1100.0000000000002 in binary floating point; snap such noise to the integer.
+  return Math.abs(v - Math.round(v)) < 1e-6 ? Math.round(v) : v;
+}
+
+function integer(raw: unknown): number {
+  if (typeof raw === 'number') return raw;
+  return typeof raw === 'string' && /^[+-]?\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+}
+
+/** Parse one raw value (typed or string form) for `def`; throws ConfigError naming `label`. */
+export function parseSetting<K extends keyof Settings>(
+  def: SettingDefinition<K>,
+  raw: unknown,
+  label: string,
+): Settings[K] {
+  const fail = (expected: string): never => {
+    throw new ConfigError(label, `must be ${expected}, got ${show(raw)}`);
+  };
+  const off = def.nullable ? " or 'off'" : '';
+  const offWord = typeof raw === 'string' && OFF_WORDS.has(raw.trim().toLowerCase());
+  if (def.nullable && (raw === null || raw === false || offWord)) return null as Settings[K];
+  // One message shape for every number: "must be an integer from 1 to 65535, got '70000'".
+  const inRange = (n: number, what: string, lo: number, hi: number, tail = ''): number =>
+    Number.isSafeInteger(n) && n >= lo && n <= hi ? n : fail(`${what} from ${lo} to ${hi}${tail}${off}`);
+  let value: unknown;
+  switch (def.kind) {
+    case 'port':
+      value = inRange(integer(raw), 'an integer', def.min ?? 0, def.max ?? 65_535);
+      break;
+    case 'int':
+      value = inRange(integer(raw), 'an integer', def.min ?? 0, def.max ?? Number.MAX_SAFE_INTEGER);
+      break;
+    case 'duration':
+      value = inRange(quantity(raw, DURATION_UNITS), 'a duration', def.min ?? 0, def.max ?? MAX_TIMER_MS,
+        ' ms (e.g. 500, 500ms, 1.5s, 5m, 1h)');
+      break;
+    case 'bytes':
+      value = inRange(quantity(raw, SIZE_UNITS), 'a size', def.min ?? 0, def.max ?? Number.MAX_SAFE_INTEGER,
+        ' bytes (e.g. 4096, 64KiB, 1MiB, 4kb)');
+      break;
+    case 'string':
+      // Surrounding blanks come from env files and YAML quoting, never from intent.
+      value = typeof raw === 'string' && raw.trim() !== '' ? raw.trim() : fail(`a non-empty string${off}`);
+      break;
+    case 'path':
+      value = typeof raw === 'string' && raw !== '' ? raw : fail(`a non-empty path${off}`);
+      break;
+    case 'bool': {
+      const word = typeof raw === 'string' ? raw.trim().toLowerCase() : undefined;
+      if (typeof raw === 'boolean') value = raw;
+      else if (word !== undefined && TRUE_WORDS.has(word)) value = true;
+      else if (word !== undefined && FALSE_WORDS.has(word)) value = false;
+      else fail('true or false');
+      break;
+    }
+    case 'enum': {
+      const choices = def.choices ?? [];
+      const word = typeof raw === 'string' ? raw.trim().toLowerCase() : undefined;
+      value = choices.find((c) => c === word) ?? fail(`one of ${choices.join(', ')}`);
+      break;
+    }
+    case 'list': {
+      const items: unknown[] =
+        typeof raw === 'string' ? raw.split(',') : Array.isArray(raw) ? (raw as unknown[]) : fail('a list');
+      const list = items
+        .map((i) => (typeof i === 'string' ? i.trim() : fail('a list of strings')))
+        .filter((i) => i !== ''); // `/a,,/b` and a trailing comma are harmless
+      value = list.length > 0 ? Object.freeze(list) : fail('a non-empty list');
+      break;
+    }
+  }
+  const problem = def.check?.(value as Settings[K]);
+  if (problem !== undefined) throw new ConfigError(label, `${problem}, got ${show(raw)}`);
+  return value as Settings[K];
+}
+
+/**
+ * Parse one source's values (camelCase keys). `undefined` means "not set here". Unknown keys are
+ * an error naming the key, so a typo never silently falls back to a default.
+ */
+export function parseLayer(values: Readonly<Record<string, unknown>>, source: SettingSource): Partial<Settings> {
+  const out: Partial<Record<keyof Settings, unknown>> = {};
+  for (const [key, raw] of Object.entries(values)) {
+    const def = BY_NAME.get(key);
+    if (!def) throw new ConfigError(labelFor(source, key), source === 'option' ? 'unknown option' : 'unknown setting');
+    if (raw !== undefined) out[def.name] = parseSetting(def, raw, labelFor(source, key));
+  }
+  return out as Partial<Settings>;
+}
+
+const DEFAULT_VALUES = Object.fromEntries(SETTINGS.map((d) => [d.name, d.default])) as unknown as Settings;
+
+/** Merge parsed layers over the defaults, lowest precedence first, and freeze the result. */
+export function mergeSettings(...layers: readonly Partial<Settings>[]): Readonly<Settings> {
+  const merged: Settings = Object.assign({}, DEFAULT_VALUES, ...layers);
+  return Object.freeze({ ...merged, wsPaths: Object.freeze([...merged.wsPaths]) as string[] });
+}
+
+export const DEFAULTS: Readonly<Settings> = mergeSettings();
+
+/**
+ * Validate & complete library options (camelCase keys, values already typed, but also accept the
+ * string forms). Unknown keys -> ConfigError. Returns frozen Settings.
+ */
+export function resolveSettings(options: Partial<Record<keyof Settings, unknown>> = {}): Readonly<Settings> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new ConfigError('options', `must be an object, got ${show(options)}`);
+  }
+  return mergeSettings(parseLayer(options, 'option'));
+}

@@ -1,0 +1,56 @@
+/**
+ * The HTTP side of the WebSocket listener: /healthz (alive), /readyz (accepting; 503 while
+ * draining), /info (instance, version, uptime, listeners, connections) and, when observability
+ * provides it, /metrics. Everything else is 404; non-GET is 405.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export interface RoutesContext {
+  readonly ready: () => boolean;
+  readonly info: () => Record<string, unknown>;
+  /** Prometheus exposition, when metrics are enabled. */
+  readonly metrics?: (() => Promise<{ contentType: string; body: string }>) | undefined;
+  /** Paths that are WebSocket endpoints (a plain GET there gets a hint). */
+  readonly wsPaths: readonly string[];
+}
+
+const json = (res: ServerResponse, status: number, body: unknown): void => {
+  const text = JSON.stringify(body) + '\n';
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+};
+
+export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
+  return function onRequest(req, res) {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return json(res, 405, { error: 'method not allowed' });
+    }
+    switch (path) {
+      case '/healthz':
+        return json(res, 200, { status: 'ok' });
+      case '/readyz':
+        return ctx.ready() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'draining' });
+      case '/info':
+        return json(res, 200, ctx.info());
+      case '/metrics':
+        if (ctx.metrics === undefined) break;
+        ctx.metrics().then(
+          ({ contentType, body }) => {
+            res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+            res.end(body);
+          },
+          () => json(res, 500, { error: 'metrics unavailable' }),
+        );
+        return;
+    }
+    if (ctx.wsPaths.includes(path)) {
+      res.setHeader('upgrade', 'websocket');
+      return json(res, 426, { error: 'this is a WebSocket echo endpoint: connect with a WebSocket client', endpoints: ['/healthz', '/readyz', '/info'] });
+    }
+    json(res, 404, { error: 'not found' });
+  };
+}

@@ -1,0 +1,309 @@
+/**
+ * WebSocket transport: the upgrade (on our own HTTP listener or an application's), then our
+ * own echo path over `WsReceiver`. Echoes of all frames of one read are written into the read
+ * buffer itself, behind the parse position (a server frame is always 4 bytes shorter than the
+ * masked client frame it answers), and sent with one write: no allocation, one syscall.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { CloseCode, HttpError, ProtocolError, ErrorCode } from '../errors.js';
+import { channels } from '../core/events.js';
+import type { Connection, ProtocolAdapter } from '../core/connection.js';
+import type { EchoCore } from '../core/core.js';
+import type { MessageKind } from '../core/types.js';
+import { parseHeader, stampHeader, type MetadataHeader } from '../protocol/header.js';
+import { encodeBody, parseBody, V1Opcode, type V1Limits } from '../protocol/v1.js';
+import {
+  encodeClosePayload,
+  encodeFrame,
+  headerSize,
+  writeHeader,
+  WsOpcode,
+  WsReceiver,
+  type WsDataOpcode,
+  type WsReceiverHandler,
+} from '../protocol/ws-frame.js';
+import { httpErrorResponse, SUBPROTOCOL_V1, upgradeResponse, validateUpgrade } from '../protocol/ws-handshake.js';
+
+const PING_FRAME = Buffer.from([0x89, 0x00]);
+const EMPTY = Buffer.alloc(0);
+
+export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
+  private readonly receiver: WsReceiver;
+  private readonly core: EchoCore;
+  /** Buffer that pending in-place echoes were written into, and their end. */
+  private outBuf: Buffer | undefined = undefined;
+  private outPos = 0;
+  private batchIn = 0;
+  private batchOut = 0;
+  private rxAt = 0;
+  private closeSent = false;
+
+  constructor(
+    private readonly conn: Connection,
+    /** `echo.v1`: every message is a binary message carrying a v1 body. */
+    private readonly v1: boolean,
+  ) {
+    this.core = conn.core;
+    this.receiver = new WsReceiver(this, { maxMessageBytes: conn.core.settings.maxFrameBytes });
+  }
+
+  get bufferedBytes(): number {
+    return this.receiver.bufferedBytes;
+  }
+
+  onData(chunk: Buffer): void {
+    this.outBuf = undefined;
+    this.outPos = 0;
+    this.batchIn = this.batchOut = 0;
+    this.rxAt = 0;
+    try {
+      this.receiver.push(chunk);
+    } finally {
+      // Echoes of the frames before a protocol error still go out, ahead of the close frame.
+      this.flush();
+      const conn = this.conn;
+      if (this.batchIn > 0) conn.received(this.batchIn);
+      if (this.batchOut > 0) {
+        conn.sent(this.batchOut);
+        if (channels.flush.hasSubscribers) channels.flush.publish({ connection: conn, messages: this.batchOut, flushedAt: performance.now() });
+      }
+    }
+  }
+
+  private flush(): void {
+    if (this.outPos > 0) {
+      this.conn.write((this.outBuf as Buffer).subarray(0, this.outPos));
+      this.outPos = 0;
+    }
+  }
+
+  onMessage(opcode: WsDataOpcode, buf: Buffer, start: number, end: number, inPlace: boolean): void {
+    const conn = this.conn;
+    if (!conn.open) return; // after our close frame, data is discarded (RFC 6455 §5.5.1)
+    this.batchIn++;
+    if (this.v1) return this.onV1Message(opcode, buf, start, end, inPlace);
+    const kind: MessageKind = opcode === WsOpcode.TEXT ? 'text' : 'binary';
+    if (channels.message.hasSubscribers) this.publish(kind, end - start, undefined);
+    if (this.core.handler !== undefined && this.core.dispatch(conn, kind, Buffer.from(buf.subarray(start, end)), undefined)) return;
+    this.echo(opcode, buf, start, end, inPlace);
+  }
+
+  /** Echo: same opcode, byte-identical payload, one frame. */
+  private echo(opcode: number, buf: Buffer, start: number, end: number, inPlace: boolean): void {
+    const len = end - start;
+    if (inPlace) {
+      if (this.outBuf !== buf) {
+        this.flush();
+        this.outBuf = buf;
+      }
+      const at = this.outPos;
+      const h = writeHeader(buf, at, opcode, len);
+      if (at + h !== start) buf.copy(buf, at + h, start, end);
+      this.outPos = at + h + len;
+    } else {
+      // A message collected across reads: its buffer has header room in front.
+      this.flush();
+      const h = headerSize(len);
+      writeHeader(buf, start - h, opcode, len);
+      this.conn.write(buf.subarray(start - h, end));
+    }
+    this.batchOut++;
+  }
+
+  private onV1Message(opcode: WsDataOpcode, buf: Buffer, start: number, end: number, inPlace: boolean): void {
+    if (opcode !== WsOpcode.BINARY) throw new ProtocolError(ErrorCode.PROTOCOL, CloseCode.UNSUPPORTED_DATA, 'echo.v1 messages must be binary');
+    const limits: V1Limits = this.core.settings;
+    const p = parseBody(buf, start, end, limits);
+    switch (p.opcode) {
+      case V1Opcode.TEXT:
+      case V1Opcode.BINARY: {
+        const kind: MessageKind = p.opcode === V1Opcode.TEXT ? 'text' : 'binary';
+        const header = p.headerStart >= 0 ? parseHeader(buf, p.headerStart, p.headerEnd) : undefined;
+        if (channels.message.hasSubscribers) this.publish(kind, end - p.payloadStart, header);
+        if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(p.payloadStart, end)), header)) return;
+        if (header === undefined) return this.echo(WsOpcode.BINARY, buf, start, end, inPlace);
+        const stamped = stampHeader(header, this.stamp());
+        this.sendBody(encodeBody(p.opcode, buf.subarray(p.payloadStart, end), stamped));
+        this.batchOut++;
+        return;
+      }
+      case V1Opcode.PING:
+        this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(p.payloadStart, end)));
+        return;
+      case V1Opcode.HELLO:
+        this.sendBody(encodeBody(V1Opcode.HELLO, Buffer.from(JSON.stringify({ v: 1, ok: true, conn: this.conn.id, instance: this.core.settings.instance }))));
+        return;
+      default:
+        return; // pong, and close (the WebSocket close frame closes a WebSocket)
+    }
+  }
+
+  private stamp(): { instance: string; conn: string; seq: number; rx: number; tx: number } {
+    if (this.rxAt === 0) this.rxAt = performance.now();
+    const origin = performance.timeOrigin;
+    return {
+      instance: this.core.settings.instance,
+      conn: this.conn.id,
+      seq: this.conn.messagesIn + this.batchIn,
+      rx: Math.round((origin + this.rxAt) * 1000) / 1000,
+      tx: Math.round((origin + performance.now()) * 1000) / 1000,
+    };
+  }
+
+  private publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
+    if (this.rxAt === 0) this.rxAt = performance.now();
+    const id = typeof header?.['id'] === 'string' ? header['id'] : `${this.conn.id}-${this.conn.messagesIn + this.batchIn}`;
+    channels.message.publish({ connection: this.conn, id, kind, size, header, receivedAt: this.rxAt });
+  }
+
+  private sendBody(body: Buffer): void {
+    this.flush();
+    this.conn.write(frame(WsOpcode.BINARY, body));
+  }
+
+  send(kind: MessageKind, data: Buffer, header?: MetadataHeader): void {
+    if (this.v1) {
+      const h = header === undefined ? undefined : Buffer.from(JSON.stringify(header), 'utf8');
+      this.sendBody(encodeBody(kind === 'text' ? V1Opcode.TEXT : V1Opcode.BINARY, data, h));
+      return;
+    }
+    this.flush();
+    this.conn.write(frame(kind === 'text' ? WsOpcode.TEXT : WsOpcode.BINARY, data));
+  }
+
+  ping(): void {
+    if (!this.closeSent) this.conn.write(PING_FRAME);
+  }
+
+  close(code: number, reason: string): void {
+    this.flush();
+    if (!this.closeSent) {
+      this.closeSent = true;
+      this.conn.write(frame(WsOpcode.CLOSE, encodeClosePayload(code, reason)));
+    }
+    // Failing the connection (protocol error): no need to wait for the peer's answer.
+    if (code !== CloseCode.NORMAL && code !== CloseCode.GOING_AWAY) {
+      this.receiver.stop();
+      this.conn.socket.end();
+    }
+  }
+
+  onPing(payload: Buffer): void {
+    if (this.closeSent) return;
+    this.flush();
+    this.conn.write(frame(WsOpcode.PONG, payload));
+  }
+
+  onPong(): void {
+    // Activity is recorded per read; nothing else to do.
+  }
+
+  onClose(code: number, reason: string): void {
+    this.flush();
+    if (!this.closeSent) {
+      // Answer with the same code (§5.5.1); 1005 means the peer sent none, so neither do we.
+      this.closeSent = true;
+      this.conn.write(frame(WsOpcode.CLOSE, code === CloseCode.NO_STATUS ? EMPTY : encodeClosePayload(code, reason)));
+    }
+    this.conn.finish(code, reason);
+  }
+}
+
+function frame(opcode: number, payload: Buffer): Buffer {
+  return encodeFrame(opcode, payload);
+}
+
+/** What a WebSocket listener or `attach()` needs to take an upgrade. */
+export interface WsUpgradeOptions {
+  /** Paths served (query string ignored). */
+  readonly paths: readonly string[];
+  /**
+   * Answer 404 to upgrades on other paths (our own listener); false leaves them to the
+   * application's other `upgrade` listeners (`attach()`).
+   */
+  readonly exclusive: boolean;
+  /**
+   * Optional admission check (authentication, origin) run before the 101: resolve to the
+   * identity (or undefined), or throw an HttpError to refuse.
+   */
+  readonly admit?: (req: IncomingMessage) => Promise<string | undefined> | string | undefined;
+}
+
+export function peerOf(socket: Duplex & { remoteAddress?: string; remotePort?: number }): string {
+  const a = socket.remoteAddress;
+  if (a === undefined) return 'unknown';
+  return a.includes(':') ? `[${a}]:${socket.remotePort ?? 0}` : `${a}:${socket.remotePort ?? 0}`;
+}
+
+function refuse(socket: Duplex, status: number, message: string, extra: readonly string[] = []): void {
+  if (socket.writable) socket.end(httpErrorResponse(status, message, extra));
+  else socket.destroy();
+}
+
+/**
+ * Handles an HTTP upgrade request. Returns false when the path is not ours and the listener
+ * is not exclusive (someone else may take it).
+ */
+export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const peer = peerOf(socket as Duplex & { remoteAddress?: string });
+  if (!opts.paths.includes(path)) {
+    if (!opts.exclusive) return false;
+    refuse(socket, 404, `no WebSocket endpoint at ${path}`);
+    return true;
+  }
+  socket.on('error', noop); // until the connection owns the socket
+  if (core.draining) {
+    core.reject('ws', 'shutdown', peer, 'server is draining');
+    refuse(socket, 503, 'server is shutting down', ['Retry-After: 1']);
+    return true;
+  }
+  if (core.full) {
+    core.reject('ws', 'limit', peer, 'connection limit reached');
+    refuse(socket, 503, 'connection limit reached', ['Retry-After: 1']);
+    return true;
+  }
+  let verdict;
+  try {
+    verdict = validateUpgrade(req);
+  } catch (err) {
+    const e = err as HttpError;
+    core.reject('ws', 'handshake', peer, e.message);
+    refuse(socket, e.status ?? 400, e.message, e.status === 426 ? ['Sec-WebSocket-Version: 13'] : []);
+    return true;
+  }
+  const accept = (identity: string | undefined): void => {
+    if (socket.destroyed) return;
+    if (core.full || core.draining) {
+      core.reject('ws', core.draining ? 'shutdown' : 'limit', peer, 'refused after admission');
+      refuse(socket, 503, 'server busy', ['Retry-After: 1']);
+      return;
+    }
+    socket.removeListener('error', noop);
+    const s = socket as Duplex & { setNoDelay?: (v: boolean) => void; setTimeout?: (ms: number) => void };
+    s.setTimeout?.(0);
+    s.setNoDelay?.(true);
+    socket.write(upgradeResponse(verdict));
+    if (head.length > 0) socket.unshift(head);
+    const v1 = verdict.protocol === SUBPROTOCOL_V1;
+    core.add(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), identity);
+  };
+  if (opts.admit === undefined) {
+    accept(undefined);
+    return true;
+  }
+  Promise.resolve()
+    .then(() => (opts.admit as NonNullable<WsUpgradeOptions['admit']>)(req))
+    .then(accept, (err: unknown) => {
+      const status = err instanceof HttpError ? err.status : 500;
+      const message = err instanceof HttpError ? err.message : 'internal error';
+      core.reject('ws', status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake', peer, message);
+      refuse(socket, status, message);
+    });
+  return true;
+}
+
+function noop(): void {}
