@@ -7,7 +7,7 @@ import { ConfigError } from '../errors.js';
 import { helpText, loadSettings, type Settings } from '../config/index.js';
 import { createEchoServer, VERSION, type EchoServer } from '../server/echo-server.js';
 import { attachLogging, createLogger, type Logger } from '../observability/logger.js';
-import { createMetrics } from '../observability/metrics.js';
+import { attachTracing, createTracing } from '../observability/tracing.js';
 
 /** Runs the CLI; resolves with the exit code (undefined: keep running, the server owns the loop). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
@@ -40,13 +40,12 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, base: { instance: settings.instance } });
   if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings, logger);
   const detachLogging = attachLogging(logger);
+  // Tracing subscribes only when an OTLP endpoint is configured (OTEL_* variables).
+  const tracing = createTracing({ sampleRatio: settings.traceSampleRatio, serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'echoserver', instance: settings.instance });
+  const detachTracing = attachTracing(tracing);
   let server: EchoServer;
-  const metricsRef: { render?: () => Promise<string>; contentType?: string } = {};
   try {
-    server = createEchoServer({
-      ...settings,
-      metrics: async () => ({ contentType: metricsRef.contentType ?? 'text/plain', body: metricsRef.render === undefined ? '' : await metricsRef.render() }),
-    });
+    server = createEchoServer(settings);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`echoserver: ${err.message}\n`);
@@ -54,9 +53,6 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
     }
     throw err;
   }
-  const metrics = createMetrics({ stats: () => server.stats() }, { designNames: 'inline' });
-  metricsRef.render = () => metrics.render();
-  metricsRef.contentType = metrics.contentType;
   try {
     const addresses = await server.listen();
     logger.info({ event: 'listening', listeners: addresses, version: VERSION, worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'echoserver listening');
@@ -84,8 +80,9 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
           .filter(([, s]) => s.connectionsOpened > 0)
           .map(([transport, s]) => ({ transport, connections: s.connectionsOpened, messagesIn: s.messagesIn, messagesOut: s.messagesOut }));
         logger.info({ event: 'stopped', clean, totals }, clean ? 'stopped' : 'stopped: drain deadline passed, connections dropped');
-        metrics.close();
+        detachTracing();
         detachLogging();
+        void tracing.shutdown();
         logger.flush();
         process.exitCode = clean ? 0 : 1;
       },

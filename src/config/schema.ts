@@ -52,9 +52,15 @@ export interface Settings {
   logFormat: 'auto' | 'json' | 'pretty';
   /** Processes sharing the listeners, 1..64. @default 1 */
   workers: number;
+  /** Serve Prometheus metrics at `/metrics` (and the design names at `/metrics/design`). @default true */
+  metrics: boolean;
+  /** Separate HTTP port for /metrics, /healthz, /readyz, /info; null = off (they stay on the WS port). @default null */
+  adminPort: number | null;
+  /** Fraction of messages traced (0..1) when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT). @default 0.01 */
+  traceSampleRatio: number;
 }
 
-export type SettingKind = 'port' | 'duration' | 'bytes' | 'int' | 'string' | 'bool' | 'enum' | 'list' | 'path';
+export type SettingKind = 'port' | 'duration' | 'bytes' | 'int' | 'ratio' | 'string' | 'bool' | 'enum' | 'list' | 'path';
 
 export interface SettingDefinition<K extends keyof Settings = keyof Settings> {
   /** camelCase: the library option and the config-file key. */
@@ -145,6 +151,12 @@ const ROWS = [
     doc: 'Log format; auto is pretty when stdout is a TTY, JSON otherwise.' }),
   row({ name: 'workers', flag: '--workers', kind: 'int', min: 1, max: 64, default: 1,
     doc: 'Worker processes sharing the listeners.' }),
+  row({ name: 'metrics', flag: '--metrics', kind: 'bool', default: true,
+    doc: 'Serve Prometheus metrics at /metrics (lint-clean names) and /metrics/design (the design-document names).' }),
+  row({ name: 'adminPort', flag: '--admin-port', kind: 'port', nullable: true, default: null,
+    doc: "Separate HTTP port for /metrics, /healthz, /readyz and /info; 'off' keeps them on the WebSocket port only." }),
+  row({ name: 'traceSampleRatio', flag: '--trace-sample-ratio', kind: 'ratio', default: 0.01,
+    doc: 'Fraction of messages traced when OTEL_EXPORTER_OTLP_ENDPOINT is set (0..1); a traceparent in the header follows its parent.' }),
 ] as const;
 
 // Compile-time completeness: names any Settings field that has no row.
@@ -234,6 +246,11 @@ export function parseSetting<K extends keyof Settings>(
     case 'int':
       value = inRange(integer(raw), 'an integer', def.min ?? 0, def.max ?? Number.MAX_SAFE_INTEGER);
       break;
+    case 'ratio': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : NaN;
+      value = n >= 0 && n <= 1 ? n : fail('a number from 0 to 1');
+      break;
+    }
     case 'duration':
       value = inRange(quantity(raw, DURATION_UNITS), 'a duration', def.min ?? 0, def.max ?? MAX_TIMER_MS,
         ' ms (e.g. 500, 500ms, 1.5s, 5m, 1h)');

@@ -3,11 +3,15 @@
  * and adds `srv` (docs/PROTOCOL.md §Metadata).
  */
 import { malformed } from '../errors.js';
+import { isUtf8 } from './utf8.js';
 
 export type MetadataHeader = Record<string, unknown>;
 
-/** Parses `buf[start, end)`; throws ProtocolError 1002 unless it is a JSON object. */
+/** Parses `buf[start, end)`; throws ProtocolError 1002 unless it is a UTF-8 JSON object. */
 export function parseHeader(buf: Buffer, start: number, end: number): MetadataHeader {
+  // toString('utf8') would turn invalid bytes into U+FFFD, and the echo would then not carry
+  // the client's fields unchanged: JSON text must be UTF-8 (RFC 8259 §8.1).
+  if (!isUtf8(buf.subarray(start, end))) throw malformed('metadata header is not UTF-8');
   let value: unknown;
   try {
     value = JSON.parse(buf.toString('utf8', start, end));

@@ -16,13 +16,12 @@ import { duplexPair } from '../transports/inproc.js';
 import { makeStreamProtocol, refuseStream, type StreamFraming } from '../transports/stream.js';
 import { handleUpgrade, peerOf } from '../transports/ws.js';
 import { V1Client, type V1ClientOptions } from '../client/stream-client.js';
-import { createRequestHandler } from './http-routes.js';
+import { createRequestHandler, type MetricsSource } from './http-routes.js';
+import { createMetrics } from '../observability/metrics.js';
 
 export interface EchoServerOptions extends Partial<Settings> {
   /** Message hook (default: echo). See `MessageHandler`. */
   readonly onMessage?: MessageHandler;
-  /** Prometheus exposition for `GET /metrics` (set by the observability wiring). */
-  readonly metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 export interface ServerAddresses {
@@ -30,6 +29,7 @@ export interface ServerAddresses {
   tcp?: { host: string; port: number; framing: 'v1' | 'len' };
   unix?: { path: string };
   raw?: { host: string; port: number };
+  admin?: { host: string; port: number };
 }
 
 export interface EchoServer {
@@ -67,15 +67,17 @@ export const VERSION: string = (() => {
 })();
 
 /** Splits library-only options from settings and validates the settings. */
-function splitOptions(options: EchoServerOptions): { settings: Readonly<Settings>; onMessage: MessageHandler | undefined; metrics: EchoServerOptions['metrics'] } {
-  const { onMessage, metrics, ...rest } = options;
+function splitOptions(options: EchoServerOptions): { settings: Readonly<Settings>; onMessage: MessageHandler | undefined } {
+  const { onMessage, ...rest } = options;
   if (onMessage !== undefined && typeof onMessage !== 'function') throw new ConfigError('onMessage', 'must be a function');
-  return { settings: resolveSettings(rest), onMessage, metrics };
+  return { settings: resolveSettings(rest), onMessage };
 }
 
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
-  const { settings, onMessage, metrics } = splitOptions(options);
+  const { settings, onMessage } = splitOptions(options);
   const core = new EchoCore(settings, onMessage);
+  // Metrics read the core's totals at scrape time: nothing per message.
+  const metrics: MetricsSource | undefined = settings.metrics ? createMetrics({ stats: () => core.snapshot() }) : undefined;
   const startedAt = Date.now();
   const addresses: ServerAddresses = {};
   const servers: { name: string; server: net.Server }[] = [];
@@ -175,7 +177,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
           maxHeaderSize: 16 * 1024,
           keepAliveTimeout: 5000,
         });
-        server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics, wsPaths: settings.wsPaths }));
+        const onWsListener = settings.adminPort === null ? metrics : undefined;
+        server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics: onWsListener, wsPaths: settings.wsPaths }));
         server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
           handleUpgrade(core, { paths: settings.wsPaths, exclusive: true }, req, socket, head);
         });
@@ -194,6 +197,12 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         addresses.tcp = { ...bound(server), framing: settings.tcpFraming };
       }
       if (settings.unixPath !== null) await startUnix(settings.unixPath);
+      if (settings.adminPort !== null) {
+        const server = http.createServer({ headersTimeout: settings.handshakeTimeoutMs, requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000) });
+        server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics, wsPaths: [] }));
+        await listenOne('admin', server, { port: settings.adminPort, host: settings.host });
+        addresses.admin = bound(server);
+      }
       if (settings.rawPort !== null) {
         const server = net.createServer({ keepAlive: true, keepAliveInitialDelay: 60_000 }, onStream('raw', 'raw'));
         await listenOne('raw', server, { port: settings.rawPort, host: settings.host });
@@ -238,6 +247,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     const clean = await core.drain(drainMs);
     core.stop();
     await stopListeners();
+    metrics?.close();
     state = 'closed';
     return { clean };
   }

@@ -5,11 +5,19 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+/** What `/metrics` and `/metrics/design` serve (src/observability/metrics.ts). */
+export interface MetricsSource {
+  readonly contentType: string;
+  render(): Promise<string>;
+  renderDesign(): Promise<string>;
+  close(): void;
+}
+
 export interface RoutesContext {
   readonly ready: () => boolean;
   readonly info: () => Record<string, unknown>;
-  /** Prometheus exposition, when metrics are enabled. */
-  readonly metrics?: (() => Promise<{ contentType: string; body: string }>) | undefined;
+  /** Prometheus expositions, when metrics are enabled (and served on this listener). */
+  readonly metrics?: MetricsSource | undefined;
   /** Paths that are WebSocket endpoints (a plain GET there gets a hint). */
   readonly wsPaths: readonly string[];
 }
@@ -37,15 +45,18 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       case '/info':
         return json(res, 200, ctx.info());
       case '/metrics':
-        if (ctx.metrics === undefined) break;
-        ctx.metrics().then(
-          ({ contentType, body }) => {
-            res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+      case '/metrics/design': {
+        const m = ctx.metrics;
+        if (m === undefined) break;
+        (path === '/metrics' ? m.render() : m.renderDesign()).then(
+          (body) => {
+            res.writeHead(200, { 'content-type': m.contentType, 'content-length': Buffer.byteLength(body) });
             res.end(body);
           },
           () => json(res, 500, { error: 'metrics unavailable' }),
         );
         return;
+      }
     }
     if (ctx.wsPaths.includes(path)) {
       res.setHeader('upgrade', 'websocket');

@@ -36,7 +36,7 @@ describe('defaults', () => {
       rawPort: null, insecure: false, instance: hostname(), maxConnections: 100_000, maxFrameBytes: 1_048_576,
       maxHeaderBytes: 4096, maxQueueBytes: 1_048_576, stallTimeoutMs: 30_000, idleTimeoutMs: 600_000,
       keepaliveIntervalMs: 30_000, handshakeTimeoutMs: 10_000, drainTimeoutMs: 10_000, logLevel: 'info',
-      logFormat: 'auto', workers: 1,
+      logFormat: 'auto', workers: 1, metrics: true, adminPort: null, traceSampleRatio: 0.01,
     } satisfies Settings);
   });
 
