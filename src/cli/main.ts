@@ -85,6 +85,8 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
         void tracing.shutdown();
         logger.flush();
         process.exitCode = clean ? 0 : 1;
+        // A cluster worker's IPC channel would keep it alive: let go of it.
+        if (cluster.isWorker) cluster.worker?.disconnect();
       },
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');

@@ -90,6 +90,7 @@ const REASON_BY_CODE: Record<number, CloseReason> = {
   1013: 'limit',
 };
 
+let idCounter = 0;
 const processTag = (process.pid % 1296).toString(36).padStart(2, '0') + Math.floor(Math.random() * 1679616).toString(36).padStart(4, '0');
 
 export class EchoCore {
@@ -105,7 +106,6 @@ export class EchoCore {
   now = Date.now();
   draining = false;
   handler: MessageHandler | undefined;
-  private idCounter = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
   private drainWaiters: (() => void)[] = [];
@@ -119,8 +119,9 @@ export class EchoCore {
     this.tickMs = Math.max(10, Math.min(1000, Math.floor(Math.min(...periods) / 4)));
   }
 
+  /** Process-unique (one counter for every server and `attach()` in the process). */
   nextId(): string {
-    return `${processTag}-${(++this.idCounter).toString(36)}`;
+    return `${processTag}-${(++idCounter).toString(36)}`;
   }
 
   /** True when a new connection would exceed `maxConnections` (the transport answers 503 / 1013). */
