@@ -4,7 +4,7 @@
  */
 import cluster from 'node:cluster';
 import { ConfigError } from '../errors.js';
-import { helpText, loadSettings, type Settings } from '../config/index.js';
+import { helpText, loadSettings, SETTINGS, type Settings } from '../config/index.js';
 import { createEchoServer, VERSION, type EchoServer } from '../server/echo-server.js';
 import { attachLogging, createLogger, type Logger } from '../observability/logger.js';
 import { attachTracing, createTracing } from '../observability/tracing.js';
@@ -53,19 +53,7 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
     }
     throw err;
   }
-  try {
-    const addresses = await server.listen();
-    logger.info({ event: 'listening', listeners: addresses, version: VERSION, worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'echoserver listening');
-    if (settings.insecure && settings.host !== '127.0.0.1' && settings.host !== '::1' && settings.host !== 'localhost') {
-      logger.warn({ event: 'insecure', host: settings.host }, 'plaintext listeners on a non-loopback address (--insecure)');
-    }
-  } catch (err) {
-    logger.error({ err }, 'failed to start');
-    process.stderr.write(`echoserver: ${(err as Error).message}\n`);
-    detachLogging();
-    return 1;
-  }
-
+  // Signals are handled from before listen(): a supervisor may signal as soon as it sees us.
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -96,7 +84,48 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  try {
+    const addresses = await server.listen();
+    logger.info({ event: 'listening', listeners: addresses, version: VERSION, worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'echoserver listening');
+    const tlsInfo = server.tls;
+    if (tlsInfo?.selfSigned === true) {
+      logger.info(
+        { event: 'tls.self-signed', sha256: tlsInfo.fingerprint256, subject: tlsInfo.subject, notAfter: tlsInfo.notAfter, certificate: tlsInfo.certificatePem },
+        `TLS with a self-signed certificate generated at start, SHA-256 ${tlsInfo.fingerprint256}. Trust it by saving the "certificate" field as a PEM file for your client (curl --cacert, NODE_EXTRA_CA_CERTS) or pin the fingerprint; for production pass --tls-cert and --tls-key.`,
+      );
+    } else if (tlsInfo !== undefined) {
+      logger.info({ event: 'tls', sha256: tlsInfo.fingerprint256, subject: tlsInfo.subject, notAfter: tlsInfo.notAfter }, 'TLS certificate loaded');
+    }
+    for (const w of server.warnings) logger.warn({ event: 'config.warning' }, w);
+    if (settings.insecure && settings.host !== '127.0.0.1' && settings.host !== '::1' && settings.host !== 'localhost') {
+      logger.warn({ event: 'insecure', host: settings.host }, 'plaintext listeners on a non-loopback address (--insecure)');
+    }
+    // SIGHUP re-reads the certificate files (they are also watched); connections stay open.
+    process.on('SIGHUP', () => {
+      server.reloadTls().then(
+        () => logger.info({ event: 'tls.reload', sha256: server.tls?.fingerprint256 }, 'TLS certificate reloaded'),
+        (err: unknown) => logger.error({ err }, 'TLS reload failed; the previous certificate stays in use'),
+      );
+    });
+  } catch (err) {
+    detachLogging();
+    detachTracing();
+    if (err instanceof ConfigError) {
+      process.stderr.write(`echoserver: ${flagName(err)}\n`);
+      return 2;
+    }
+    logger.error({ err }, 'failed to start');
+    process.stderr.write(`echoserver: ${(err as Error).message}\n`);
+    return 1;
+  }
+
   return undefined;
+}
+
+/** A ConfigError from the library names the camelCase setting: show the CLI flag instead. */
+function flagName(err: ConfigError): string {
+  const def = SETTINGS.find((d) => d.name === err.setting);
+  return def === undefined ? err.message : err.message.replace(err.setting, def.flag);
 }
 
 /** `--workers N`: N processes share the listeners (cluster); signals are forwarded. */

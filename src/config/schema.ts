@@ -58,6 +58,59 @@ export interface Settings {
   adminPort: number | null;
   /** Fraction of messages traced (0..1) when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT). @default 0.01 */
   traceSampleRatio: number;
+  // --- Security (docs/SECURITY.md) ---
+  /** PEM certificate chain; with tlsKey. null = a self-signed certificate generated at start. @default null */
+  tlsCert: string | null;
+  /** PEM private key. @default null */
+  tlsKey: string | null;
+  /** PEM CA bundle for client certificates (mTLS). @default null */
+  tlsCa: string | null;
+  /** Client certificates: none, optional, require (needs tlsCa). @default 'none' */
+  tlsClientAuth: 'none' | 'optional' | 'require';
+  /** Extra host names for the generated certificate (localhost, 127.0.0.1, ::1 and the host name are always in). @default [] */
+  tlsHostnames: string[];
+  /** Authentication: none, token (static bearer tokens), jwt. @default 'none' */
+  auth: 'none' | 'token' | 'jwt';
+  /** File of `name:token` lines (or a JSON object name → token). @default null */
+  authTokensFile: string | null;
+  /** Tokens inline (`name:token,name2:token2`); prefer the file or the env var ECHO_AUTH_TOKENS. @default null */
+  authTokens: string | null;
+  /** Query parameter carrying the token for browsers (WebSocket). @default 'token' */
+  authQueryParam: string;
+  /** JWT: HS256 secret (>= 32 bytes). @default null */
+  jwtSecret: string | null;
+  /** JWT: PEM public key file (RS/ES/EdDSA). @default null */
+  jwtPublicKey: string | null;
+  /** JWT: JWKS URL (https, or http on loopback), keys cached. @default null */
+  jwtJwksUrl: string | null;
+  /** JWT: accepted audiences. @default null (any; a warning is logged) */
+  jwtAudience: string[] | null;
+  /** JWT: accepted issuers. @default null (any; a warning is logged) */
+  jwtIssuer: string[] | null;
+  /** JWT: clock skew tolerated for exp/nbf, ms, 0..300000. @default 30000 */
+  jwtClockToleranceMs: number;
+  /** Browser origins allowed to open WebSocket connections; null = any unless mTLS is on (then only our own). @default null */
+  allowedOrigins: string[] | null;
+  /** Messages per second per connection; 0 = unlimited. @default 0 */
+  rateMessages: number;
+  /** Payload bytes per second per connection; 0 = unlimited. @default 0 */
+  rateBytes: number;
+  /** Messages per second per client (identity, else IP), all its connections together; 0 = unlimited. @default 0 */
+  clientRateMessages: number;
+  /** Bytes per second per client; 0 = unlimited. @default 0 */
+  clientRateBytes: number;
+  /** Burst allowance: how much of the rate may arrive at once, in ms of the rate. @default 1000 */
+  rateBurstMs: number;
+  /** Hard ceiling: close with 1008 a client sustaining more than N times its rate; 0 = off. @default 0 */
+  rateCeiling: number;
+  /** Open connections per client (identity, else IP); 0 = unlimited. @default 0 */
+  maxConnectionsPerClient: number;
+  /** Clients tracked for per-client limits (memory cap). @default 100000 */
+  maxClients: number;
+  /** Replay protection: refuse a header `id` seen within this window, or a `ts` outside it; null = off. @default null */
+  replayWindowMs: number | null;
+  /** Replay protection: ids remembered at most (memory cap; when full, new ids are refused). @default 100000 */
+  replayMaxEntries: number;
 }
 
 export type SettingKind = 'port' | 'duration' | 'bytes' | 'int' | 'ratio' | 'string' | 'bool' | 'enum' | 'list' | 'path';
@@ -158,6 +211,54 @@ const ROWS = [
     doc: "Separate HTTP port for /metrics, /healthz, /readyz and /info; 'off' keeps them on the WebSocket port only." }),
   row({ name: 'traceSampleRatio', flag: '--trace-sample-ratio', kind: 'ratio', default: 0.01,
     doc: 'Fraction of messages traced when OTEL_EXPORTER_OTLP_ENDPOINT is set (0..1); a traceparent in the header follows its parent.' }),
+  row({ name: 'tlsCert', flag: '--tls-cert', kind: 'path', nullable: true, default: null,
+    doc: 'PEM certificate chain for every network listener (with --tls-key); re-read on change and SIGHUP. Default: a self-signed certificate generated at start.' }),
+  row({ name: 'tlsKey', flag: '--tls-key', kind: 'path', nullable: true, default: null, doc: 'PEM private key for --tls-cert.' }),
+  row({ name: 'tlsCa', flag: '--tls-ca', kind: 'path', nullable: true, default: null,
+    doc: 'PEM CA bundle that signs client certificates (mTLS).' }),
+  row({ name: 'tlsClientAuth', flag: '--tls-client-auth', kind: 'enum', choices: ['none', 'optional', 'require'], default: 'none',
+    doc: "Client certificates (mTLS): none, optional or require (needs --tls-ca); the certificate's subject becomes the identity." }),
+  row({ name: 'tlsHostnames', flag: '--tls-hostname', kind: 'list', default: [],
+    doc: 'Extra names for the generated certificate (localhost, 127.0.0.1, ::1 and the host name are always included).' }),
+  row({ name: 'auth', flag: '--auth', kind: 'enum', choices: ['none', 'token', 'jwt'], default: 'none',
+    doc: 'Authentication: none, token (static bearer tokens) or jwt. WebSocket: Authorization: Bearer or ?token=; TCP: the hello frame.' }),
+  row({ name: 'authTokensFile', flag: '--auth-tokens-file', kind: 'path', nullable: true, default: null,
+    doc: 'File of name:token lines (or a JSON object) for --auth token.' }),
+  row({ name: 'authTokens', flag: '--auth-tokens', kind: 'string', nullable: true, default: null,
+    doc: 'Tokens inline as name:token,name2:token2 (prefer ECHO_AUTH_TOKENS or the file: flags show in ps).' }),
+  row({ name: 'authQueryParam', flag: '--auth-query-param', kind: 'string', default: 'token',
+    doc: 'Query parameter that may carry the token on WebSocket upgrades (browsers cannot set headers).' }),
+  row({ name: 'jwtSecret', flag: '--jwt-secret', kind: 'string', nullable: true, default: null,
+    doc: 'JWT HS256 secret, at least 32 bytes (prefer ECHO_JWT_SECRET).' }),
+  row({ name: 'jwtPublicKey', flag: '--jwt-public-key', kind: 'path', nullable: true, default: null,
+    doc: 'JWT verification key file (PEM: RSA, EC or Ed25519).' }),
+  row({ name: 'jwtJwksUrl', flag: '--jwt-jwks-url', kind: 'string', nullable: true, default: null,
+    doc: 'JWKS URL (https, or http on loopback); keys are cached.' }),
+  row({ name: 'jwtAudience', flag: '--jwt-audience', kind: 'list', nullable: true, default: null, doc: 'Accepted JWT audiences (aud).' }),
+  row({ name: 'jwtIssuer', flag: '--jwt-issuer', kind: 'list', nullable: true, default: null, doc: 'Accepted JWT issuers (iss).' }),
+  row({ name: 'jwtClockToleranceMs', flag: '--jwt-clock-tolerance', kind: 'duration', unit: 'ms', max: 300_000, default: 30_000,
+    doc: 'Clock skew tolerated for JWT exp and nbf.' }),
+  row({ name: 'allowedOrigins', flag: '--allowed-origins', kind: 'list', nullable: true, default: null,
+    doc: "Browser origins allowed to open WebSocket connections ('*' = any); others get 403. Default: any, or only our own when mTLS is on." }),
+  row({ name: 'rateMessages', flag: '--rate-messages', kind: 'int', unit: 'messages/s', default: 0,
+    doc: 'Per-connection message rate; over it the server stops reading until tokens return (nothing is lost); 0 = unlimited.' }),
+  row({ name: 'rateBytes', flag: '--rate-bytes', kind: 'bytes', unit: 'bytes/s', default: 0, doc: 'Per-connection byte rate; 0 = unlimited.' }),
+  row({ name: 'clientRateMessages', flag: '--client-rate-messages', kind: 'int', unit: 'messages/s', default: 0,
+    doc: 'Per-client message rate (identity, else IP), all its connections together; 0 = unlimited.' }),
+  row({ name: 'clientRateBytes', flag: '--client-rate-bytes', kind: 'bytes', unit: 'bytes/s', default: 0,
+    doc: 'Per-client byte rate; 0 = unlimited.' }),
+  row({ name: 'rateBurstMs', flag: '--rate-burst', kind: 'duration', unit: 'ms', min: 1, default: 1000,
+    doc: 'Burst allowance, as time at the rate (1s = one second worth of messages may arrive at once).' }),
+  row({ name: 'rateCeiling', flag: '--rate-ceiling', kind: 'int', default: 0,
+    doc: 'Hard ceiling: close with 1008 a client that keeps sending at more than N times its rate; 0 = off.' }),
+  row({ name: 'maxConnectionsPerClient', flag: '--max-connections-per-client', kind: 'int', default: 0,
+    doc: 'Open connections per client (identity, else IP); more get 503 / close 1013; 0 = unlimited.' }),
+  row({ name: 'maxClients', flag: '--max-clients', kind: 'int', min: 1, default: 100_000,
+    doc: 'Clients tracked for per-client limits (a memory cap; keep it >= --max-connections).' }),
+  row({ name: 'replayWindowMs', flag: '--replay-window', kind: 'duration', unit: 'ms', min: 1, nullable: true, default: null,
+    doc: "Replay protection: refuse (1008) a header id seen within this window or a ts outside it; 'off' by default." }),
+  row({ name: 'replayMaxEntries', flag: '--replay-max-entries', kind: 'int', min: 1, default: 100_000,
+    doc: 'Replay protection: message ids remembered at most (when full, new ids are refused).' }),
 ] as const;
 
 // Compile-time completeness: names any Settings field that has no row.
@@ -287,7 +388,9 @@ export function parseSetting<K extends keyof Settings>(
       const list = items
         .map((i) => (typeof i === 'string' ? i.trim() : fail('a list of strings')))
         .filter((i) => i !== ''); // `/a,,/b` and a trailing comma are harmless
-      value = list.length > 0 ? Object.freeze(list) : fail('a non-empty list');
+      // A list whose default is empty may be empty (e.g. tlsHostnames); others need an entry.
+      const mayBeEmpty = Array.isArray(def.default) && def.default.length === 0;
+      value = list.length > 0 || mayBeEmpty ? Object.freeze(list) : fail('a non-empty list');
       break;
     }
   }

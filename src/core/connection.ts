@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { MetadataHeader } from '../protocol/header.js';
 import type { CloseReason, ConnectionInfo, MessageKind, TransportName, TransportStats } from './types.js';
 import type { EchoCore } from './core.js';
+import type { ClientLease, RateLimiter } from '../security/rate-limit.js';
 
 /** The wire side of a connection (WebSocket, v1, len, raw): one per connection. */
 export interface ProtocolAdapter {
@@ -56,6 +57,15 @@ export class Connection implements ConnectionInfo {
   stalledSince = 0;
   /** `performance.now()` of the oldest read whose echo is not flushed yet (0: none). */
   unflushedSince = 0;
+  /** Per-connection rate limiter and per-client lease (undefined when those limits are off). */
+  limiter: RateLimiter | undefined = undefined;
+  lease: ClientLease | undefined = undefined;
+  /** Key for per-client limits and replay protection: identity, else IP. */
+  clientKey = '';
+  /** Reading paused by the rate limiter until its timer fires. */
+  throttled = false;
+  /** Coarse-clock deadline for the hello (authentication on framing v1); 0 = none. */
+  helloDeadline = 0;
   closeCode = 1006;
   closeReason: CloseReason = 'normal';
   closeDetail = '';
@@ -170,12 +180,16 @@ function onSocketData(this: LinkedSocket, chunk: Buffer): void {
   conn.stats.bytesIn += n;
   conn.lastRead = conn.core.now;
   const t0 = performance.now();
+  const m0 = conn.messagesIn;
   try {
     conn.protocol.onData(chunk);
   } catch (err) {
     conn.fail(err);
     return;
   }
+  // Rate limits are charged per read, after the echo: over the rate, reading pauses (TCP flow
+  // control pushes back on the client) and nothing already read is dropped.
+  if (conn.limiter !== undefined || conn.lease?.limiter !== undefined) conn.core.charge(conn, conn.messagesIn - m0, n);
   // Receive → echo handed to the kernel, per read batch (cheap: one clock read per read).
   if (this.writableLength === 0) conn.core.observeLatency(conn, performance.now() - t0);
   else if (conn.unflushedSince === 0) conn.unflushedSince = t0;
@@ -189,7 +203,7 @@ function onSocketDrain(this: LinkedSocket): void {
   }
   if (conn.stalledSince !== 0) {
     conn.stalledSince = 0;
-    if (conn.state !== ConnState.CLOSED) this.resume();
+    if (conn.state !== ConnState.CLOSED && !conn.throttled) this.resume();
   }
 }
 

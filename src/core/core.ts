@@ -9,6 +9,9 @@ import { CloseCode, EchoError, ProtocolError } from '../errors.js';
 import type { MetadataHeader } from '../protocol/header.js';
 import { channels } from './events.js';
 import { Connection, ConnState, type ProtocolAdapter } from './connection.js';
+import type { Authenticator } from '../security/auth.js';
+import { ClientLimits, clientKey, RateLimiter, rateCeilingError, type ClientLease, type RateLimitOptions } from '../security/rate-limit.js';
+import { replayError, type ReplayGuard } from '../security/replay.js';
 import {
   LATENCY_BUCKETS_SECONDS,
   type CloseReason,
@@ -80,6 +83,9 @@ const emptyStats = (): TransportStats => ({
 /** How long a closing handshake may take before the socket is dropped, ms. */
 export const CLOSE_TIMEOUT_MS = 5000;
 
+/** Close reasons of 1008 refusals, by error code (the wire code is the same). */
+const POLICY_REASONS: Partial<Record<string, CloseReason>> = { ECHO_ERR_AUTH: 'auth', ECHO_ERR_REPLAY: 'replay', ECHO_ERR_RATE: 'rate' };
+
 const REASON_BY_CODE: Record<number, CloseReason> = {
   1001: 'shutdown',
   1002: 'malformed',
@@ -106,6 +112,11 @@ export class EchoCore {
   now = Date.now();
   draining = false;
   handler: MessageHandler | undefined;
+  /** Security pieces (set by the server at listen; undefined = feature off). */
+  auth: Authenticator | undefined;
+  replay: ReplayGuard | undefined;
+  connectionRate: RateLimitOptions | undefined;
+  clients: ClientLimits | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
   private drainWaiters: (() => void)[] = [];
@@ -136,11 +147,32 @@ export class EchoCore {
     if (channels.reject.hasSubscribers) channels.reject.publish({ transport, reason, peer, detail });
   }
 
-  /** Registers an accepted socket; the caller has already checked `full` and `draining`. */
-  add(socket: Duplex, transport: TransportName, peer: string, makeProtocol: (conn: Connection) => ProtocolAdapter, identity?: string): Connection {
+  /**
+   * Per-client admission: a lease on the client's shared limits, `undefined` when there are no
+   * per-client limits, `null` when this client is over its connection limit (503 / 1013).
+   */
+  openLease(key: string): ClientLease | undefined | null {
+    if (this.clients === undefined) return undefined;
+    const lease = this.clients.open(key, Date.now());
+    return 'refused' in lease ? null : lease;
+  }
+
+  /** Registers an accepted socket; the caller has already checked `full`, `draining` and the lease. */
+  add(
+    socket: Duplex,
+    transport: TransportName,
+    peer: string,
+    makeProtocol: (conn: Connection) => ProtocolAdapter,
+    identity?: string,
+    key?: string,
+    lease?: ClientLease,
+  ): Connection {
     const stats = this.stats[transport];
     const conn = new Connection(this, socket, transport, peer, stats);
     conn.identity = identity;
+    conn.clientKey = key ?? identity ?? peer;
+    conn.lease = lease;
+    if (this.connectionRate !== undefined) conn.limiter = new RateLimiter(this.connectionRate, Date.now());
     this.connections.add(conn);
     stats.connectionsOpen++;
     stats.connectionsOpened++;
@@ -153,6 +185,7 @@ export class EchoCore {
   /** Called once per connection when its socket has closed. */
   remove(conn: Connection): void {
     if (!this.connections.delete(conn)) return;
+    conn.lease?.release(Date.now());
     const stats = conn.stats;
     stats.connectionsOpen--;
     stats.connectionsClosed++;
@@ -185,15 +218,47 @@ export class EchoCore {
     s.latencyBuckets[i] = (s.latencyBuckets[i] as number) + 1;
   }
 
+  /** Charges one read batch to the connection's and client's limiters; pauses reading when over. */
+  charge(conn: Connection, messages: number, bytes: number): void {
+    const now = Date.now();
+    let wait = 0;
+    for (const l of [conn.limiter, conn.lease?.limiter]) {
+      if (l === undefined) continue;
+      if (l.noteArrivals(messages, bytes, now)) {
+        const e = rateCeilingError();
+        conn.close(e.closeCode, e.message, 'rate');
+        return;
+      }
+      l.consumeBatch(messages, bytes, now);
+      wait = Math.max(wait, l.wait(1, now));
+    }
+    if (wait > 0 && !conn.throttled && conn.open) {
+      conn.throttled = true;
+      conn.socket.pause();
+      setTimeout(unthrottle, wait, conn).unref();
+    }
+  }
+
+  /** Replay protection for a metadata header (throws ProtocolError 1008 when refused). */
+  checkReplay(conn: Connection, header: MetadataHeader): void {
+    const guard = this.replay;
+    if (guard === undefined) return;
+    const id = header['id'];
+    const ts = header['ts'];
+    if (id === undefined && ts === undefined) return;
+    const verdict = guard.check(typeof id === 'string' || typeof id === 'number' ? `${conn.clientKey}|${String(id)}` : undefined, typeof ts === 'number' ? ts : ts === undefined ? undefined : NaN, Date.now());
+    if (verdict !== 'ok') throw replayError(verdict);
+  }
+
   /** Maps an error thrown while handling a connection's input to a close. */
   onConnectionError(conn: Connection, err: unknown): void {
     if (err instanceof ProtocolError) {
-      conn.close(err.closeCode, err.message, REASON_BY_CODE[err.closeCode] ?? 'policy');
+      conn.close(err.closeCode, err.message, POLICY_REASONS[err.code] ?? REASON_BY_CODE[err.closeCode] ?? 'policy');
       return;
     }
     const error = err instanceof Error ? err : new Error(String(err));
     if (channels.error.hasSubscribers) channels.error.publish({ connection: conn, error });
-    const policy = err instanceof EchoError && err.code === 'ECHO_ERR_POLICY';
+    const policy = err instanceof EchoError && (err.code === 'ECHO_ERR_POLICY' || err.code === 'ECHO_ERR_AUTH' || err.code === 'ECHO_ERR_RATE' || err.code === 'ECHO_ERR_REPLAY');
     conn.close(policy ? CloseCode.POLICY_VIOLATION : CloseCode.INTERNAL_ERROR, policy ? error.message : 'internal error', policy ? 'policy' : 'internal');
   }
 
@@ -276,6 +341,10 @@ export class EchoCore {
         c.destroy('backpressure', `send queue above ${this.settings.maxQueueBytes} bytes for ${stallTimeoutMs} ms`, CloseCode.POLICY_VIOLATION);
         continue;
       }
+      if (c.helloDeadline !== 0 && now > c.helloDeadline) {
+        c.close(CloseCode.POLICY_VIOLATION, 'hello timeout', 'handshake');
+        continue;
+      }
       if (idleTimeoutMs > 0 && now - c.lastMessage > idleTimeoutMs) {
         c.close(CloseCode.GOING_AWAY, 'idle timeout', 'idle');
         continue;
@@ -294,6 +363,16 @@ export class EchoCore {
 
 function sweep(core: EchoCore): void {
   core.sweep();
+}
+
+function unthrottle(conn: Connection): void {
+  conn.throttled = false;
+  if (conn.stalledSince === 0 && conn.state !== ConnState.CLOSED) conn.socket.resume();
+}
+
+/** The per-client key of a connection: its identity, else its IP (see `clientKey`). */
+export function keyFor(identity: string | undefined, remoteAddress: string | undefined): string {
+  return clientKey(identity, remoteAddress);
 }
 
 const kPublic = Symbol('echoserver.public');

@@ -37,6 +37,11 @@ export interface MessageEvent {
   readonly header: Readonly<Record<string, unknown>> | undefined;
   /** `performance.now()` when the read carrying it was received. */
   readonly receivedAt: number;
+  /**
+   * Probability with which this message was published: 1 for messages with a metadata header
+   * (their `traceparent` must be seen), `messageSampleRatio()` for the others.
+   */
+  readonly sampleRatio: number;
 }
 /** The echoes of one read batch were handed to the kernel (published only when subscribed). */
 export interface FlushEvent {
@@ -58,3 +63,37 @@ export const channels = {
   flush: diagnosticsChannel.channel('echoserver:flush'),
   error: diagnosticsChannel.channel('echoserver:error'),
 } as const;
+
+/**
+ * How many header-less messages subscribers of `message` need. A per-message event costs an
+ * object and an id string; tracing at 1% needs 1 in 100, debug logs need all. Each subscriber
+ * declares its ratio with `demandMessages()`; the core publishes a header-less message with
+ * the largest ratio declared (all of them when a subscriber declared nothing).
+ */
+const demands = new Set<{ readonly ratio: number }>();
+let sampleRatio = 1;
+
+export function demandMessages(ratio: number): () => void {
+  const d = { ratio: Math.min(1, Math.max(0, ratio)) };
+  demands.add(d);
+  recompute();
+  return function releaseDemand(): void {
+    if (demands.delete(d)) recompute();
+  };
+}
+
+function recompute(): void {
+  let r = demands.size === 0 ? 1 : 0;
+  for (const d of demands) r = Math.max(r, d.ratio);
+  sampleRatio = r;
+}
+
+/** The ratio at which header-less messages are published now (see `demandMessages`). */
+export function messageSampleRatio(): number {
+  return sampleRatio;
+}
+
+/** The per-message decision for a header-less message (one comparison when everything is wanted). */
+export function sampleMessage(): boolean {
+  return sampleRatio >= 1 || (sampleRatio > 0 && Math.random() < sampleRatio);
+}

@@ -6,11 +6,13 @@
  * which code logs the object), never by hoping callers leave them out.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { hostname } from 'node:os';
 import pino from 'pino';
 import type { DestinationStream, Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
 import {
   channels,
+  demandMessages,
   type ConnectionCloseEvent,
   type ConnectionOpenEvent,
   type ErrorEvent,
@@ -76,7 +78,9 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 
   const options: pino.LoggerOptions = {
     level,
-    base: { pid: process.pid, ...opts.base },
+    // pino's default base is { pid, hostname }; giving `base` replaces it, so both are restated
+    // (docs/OBSERVABILITY.md promises them on every line).
+    base: { pid: process.pid, hostname: hostname(), ...opts.base },
     redact: { paths: [...REDACT_PATHS], censor: REDACTED },
     // errWithCause keeps `cause` as a nested, serialized error instead of folding it into
     // the stack text, so log processors can index it.
@@ -115,10 +119,7 @@ export function attachLogging(logger: Logger, opts: AttachLoggingOptions = {}): 
 
   function onOpen(raw: unknown): void {
     const { connection: c } = raw as ConnectionOpenEvent;
-    logger.info(
-      { event: 'connection.open', conn: c.id, transport: c.transport, peer: c.peer, identity: c.identity },
-      'connection open',
-    );
+    logger.info({ event: 'connection.open', conn: c.id, transport: c.transport, peer: c.peer, identity: c.identity }, 'connection open');
   }
   function onClose(raw: unknown): void {
     const e = raw as ConnectionCloseEvent;
@@ -160,10 +161,7 @@ export function attachLogging(logger: Logger, opts: AttachLoggingOptions = {}): 
   function onError(raw: unknown): void {
     const e = raw as ErrorEvent;
     const c = e.connection;
-    logger.error(
-      { event: 'error', err: e.error, conn: c?.id, transport: c?.transport, peer: c?.peer },
-      e.error.message,
-    );
+    logger.error({ event: 'error', err: e.error, conn: c?.id, transport: c?.transport, peer: c?.peer }, e.error.message);
   }
 
   diagnosticsChannel.subscribe(channels.open.name, onOpen);
@@ -173,12 +171,19 @@ export function attachLogging(logger: Logger, opts: AttachLoggingOptions = {}): 
 
   let messagesOn = false;
   let detached = false;
+  let releaseDemand: (() => void) | undefined;
   function syncMessageSubscription(): void {
     const want = wantMessages && !detached && logger.isLevelEnabled('debug');
     if (want === messagesOn) return;
     messagesOn = want;
-    if (want) diagnosticsChannel.subscribe(channels.message.name, onMessage);
-    else diagnosticsChannel.unsubscribe(channels.message.name, onMessage);
+    if (want) {
+      releaseDemand = demandMessages(1); // a debug line for every message
+      diagnosticsChannel.subscribe(channels.message.name, onMessage);
+    } else {
+      releaseDemand?.();
+      releaseDemand = undefined;
+      diagnosticsChannel.unsubscribe(channels.message.name, onMessage);
+    }
   }
   syncMessageSubscription();
   logger.on('level-change', syncMessageSubscription);

@@ -96,11 +96,7 @@ const MAX_SNAPSHOTS = 64;
  * ("non-counter metrics should not have _total suffix"). Each has a lint-clean twin without
  * the suffix (`nodejs_active_handles`, ...), so nothing is lost.
  */
-const LINT_FAILING_DEFAULTS = [
-  'nodejs_active_handles_total',
-  'nodejs_active_requests_total',
-  'nodejs_active_resources_total',
-] as const;
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
 interface Snapshot {
   t: number;
@@ -115,10 +111,7 @@ type TransportLabel = 'transport';
  * `reset()` (public API) and `inc()` each series by its total: the exposition then equals the
  * core's totals exactly, with no state kept here and no drift between two scrapers.
  */
-function setCounter<L extends string>(
-  counter: Counter<L>,
-  rows: Iterable<[Partial<Record<L, string>>, number]>,
-): void {
+function setCounter<L extends string>(counter: Counter<L>, rows: Iterable<[Partial<Record<L, string>>, number]>): void {
   counter.reset();
   for (const [labels, value] of rows) counter.inc(labels, value);
 }
@@ -133,8 +126,7 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
   const now = opts.now ?? (() => performance.now());
 
   const registry = new Registry();
-  const designRegistry =
-    designMode === 'separate' ? new Registry() : designMode === 'inline' ? registry : undefined;
+  const designRegistry = designMode === 'separate' ? new Registry() : designMode === 'inline' ? registry : undefined;
 
   // One stats() call per scrape: registry.metrics() runs every collect() in the same
   // synchronous turn, so the snapshot is cached until the next microtask. All series of one
@@ -171,7 +163,10 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
     labelNames: ['transport'],
     registers,
     collect() {
-      setCounter(this, perTransport(read(), (s) => s.connectionsOpened));
+      setCounter(
+        this,
+        perTransport(read(), (s) => s.connectionsOpened),
+      );
     },
   });
   new Counter<TransportLabel | 'reason'>({
@@ -198,7 +193,10 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
     labelNames: ['transport'],
     registers,
     collect() {
-      setCounter(this, perTransport(read(), (s) => s.messagesIn));
+      setCounter(
+        this,
+        perTransport(read(), (s) => s.messagesIn),
+      );
     },
   });
   new Counter<TransportLabel>({
@@ -207,25 +205,34 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
     labelNames: ['transport'],
     registers,
     collect() {
-      setCounter(this, perTransport(read(), (s) => s.messagesOut));
+      setCounter(
+        this,
+        perTransport(read(), (s) => s.messagesOut),
+      );
     },
   });
   new Counter<TransportLabel>({
     name: name('echo_bytes_in_total'),
-    help: 'Payload bytes received since start.',
+    help: 'Bytes received from peers since start, as read from the socket (framing and control frames included).',
     labelNames: ['transport'],
     registers,
     collect() {
-      setCounter(this, perTransport(read(), (s) => s.bytesIn));
+      setCounter(
+        this,
+        perTransport(read(), (s) => s.bytesIn),
+      );
     },
   });
   new Counter<TransportLabel>({
     name: name('echo_bytes_out_total'),
-    help: 'Payload bytes echoed since start.',
+    help: 'Bytes written to peers since start, as handed to the socket (framing and control frames included).',
     labelNames: ['transport'],
     registers,
     collect() {
-      setCounter(this, perTransport(read(), (s) => s.bytesOut));
+      setCounter(
+        this,
+        perTransport(read(), (s) => s.bytesOut),
+      );
     },
   });
   new Gauge<TransportLabel>({
@@ -265,7 +272,10 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
       labelNames: ['transport'],
       registers: designRegisters,
       collect() {
-        setCounter(this, perTransport(read(), (s) => s.messagesIn));
+        setCounter(
+          this,
+          perTransport(read(), (s) => s.messagesIn),
+        );
       },
     });
     new Counter<TransportLabel>({
@@ -274,7 +284,10 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
       labelNames: ['transport'],
       registers: designRegisters,
       collect() {
-        setCounter(this, perTransport(read(), (s) => s.messagesOut));
+        setCounter(
+          this,
+          perTransport(read(), (s) => s.messagesOut),
+        );
       },
     });
     new Gauge<TransportLabel>({
@@ -320,10 +333,7 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
   };
 }
 
-function perTransport(
-  rows: Array<[string, TransportStats]>,
-  pick: (s: TransportStats) => number,
-): Array<[{ transport: string }, number]> {
+function perTransport(rows: Array<[string, TransportStats]>, pick: (s: TransportStats) => number): Array<[{ transport: string }, number]> {
   return rows.map(([transport, s]) => [{ transport }, pick(s)]);
 }
 

@@ -12,15 +12,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
-import {
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  defaultTextMapGetter,
-  type Context,
-  type Span,
-  type Tracer,
-} from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -28,16 +20,11 @@ import {
   BasicTracerProvider,
   BatchSpanProcessor,
   ParentBasedSampler,
-  TraceIdRatioBasedSampler,
+  AlwaysOnSampler,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import {
-  channels,
-  type ConnectionCloseEvent,
-  type FlushEvent,
-  type MessageEvent,
-} from '../core/events.js';
+import { channels, demandMessages, type ConnectionCloseEvent, type FlushEvent, type MessageEvent } from '../core/events.js';
 
 export type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
@@ -135,9 +122,10 @@ export function createTracing(opts: TracingOptions): Tracing {
       [ATTR_SERVICE_NAME]: opts.serviceName,
       [ATTR_SERVICE_INSTANCE_ID]: opts.instance,
     }),
-    // Root decisions hash the trace id (no extra randomness, consistent across services);
-    // children follow the client's sampled flag.
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(sampleRatio) }),
+    // Root decisions are taken in attachTracing before a span exists (a span per message, even
+    // a non-recording one, cost most of the echo's throughput); children follow the client's
+    // sampled flag.
+    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     // Batching keeps export off the echo path: spans are queued, sent in the background.
     spanProcessors: [new BatchSpanProcessor(exporter)],
   });
@@ -169,8 +157,7 @@ export function parentContext(header: Readonly<Record<string, unknown>> | undefi
   const traceparent = header?.['traceparent'];
   if (typeof traceparent !== 'string') return undefined;
   const tracestate = header?.['tracestate'];
-  const carrier: Record<string, string> =
-    typeof tracestate === 'string' ? { traceparent, tracestate } : { traceparent };
+  const carrier: Record<string, string> = typeof tracestate === 'string' ? { traceparent, tracestate } : { traceparent };
   return propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
 }
 
@@ -191,9 +178,13 @@ export function attachTracing(tracing: Tracing): () => void {
   function onMessage(raw: unknown): void {
     const e = raw as MessageEvent;
     const parent = parentContext(e.header);
-    // Cheap exit: ParentBased(ratio 0) records nothing without a parent, so skip the id
-    // generation and sampler call entirely. (A parent's flag is only known after extract.)
-    if (parent === undefined && sampleRatio === 0) return;
+    if (parent === undefined) {
+      // Root decision, made here and cheaply: the core already published this message with
+      // probability e.sampleRatio (header-less messages are pre-sampled for us), so keep it with
+      // sampleRatio / e.sampleRatio for an overall sampleRatio, before any span is created.
+      const keep = sampleRatio / (e.sampleRatio ?? 1);
+      if (keep <= 0 || (keep < 1 && Math.random() >= keep)) return;
+    }
     const c = e.connection;
     const span = tracer.startSpan(
       'echo',
@@ -253,6 +244,8 @@ export function attachTracing(tracing: Tracing): () => void {
     }
   }
 
+  // Header-less messages are published only at our ratio; with a header, always (traceparent).
+  const releaseDemand = demandMessages(sampleRatio);
   diagnosticsChannel.subscribe(channels.message.name, onMessage);
   diagnosticsChannel.subscribe(channels.flush.name, onFlush);
   diagnosticsChannel.subscribe(channels.close.name, onClose);
@@ -261,6 +254,7 @@ export function attachTracing(tracing: Tracing): () => void {
   return function detachTracing(): void {
     if (detached) return;
     detached = true;
+    releaseDemand();
     diagnosticsChannel.unsubscribe(channels.message.name, onMessage);
     diagnosticsChannel.unsubscribe(channels.flush.name, onFlush);
     diagnosticsChannel.unsubscribe(channels.close.name, onClose);

@@ -198,6 +198,24 @@ export class RateLimiter {
     return this.#ceilingExceeded;
   }
 
+  /**
+   * Charges a whole read batch at once: the echo path accounts per read, not per message (the
+   * buckets may go into debt; `wait(1, now)` then says how long reading must pause).
+   */
+  consumeBatch(messages: number, bytes: number, now: number): void {
+    this.#messages?.consume(messages, now);
+    this.#bytes?.consume(bytes, now);
+  }
+
+  /** {@link noteArrival} for a batch of `messages` totalling `bytes`. */
+  noteArrivals(messages: number, bytes: number, now: number): boolean {
+    if (this.#ceilingExceeded) return true;
+    const wm = messages > 0 ? (this.#ceilMessages?.take(messages, now) ?? 0) : 0;
+    const wb = bytes > 0 ? (this.#ceilBytes?.take(bytes, now) ?? 0) : 0;
+    if (wm > 0 || wb > 0) this.#ceilingExceeded = true;
+    return this.#ceilingExceeded;
+  }
+
   get ceilingExceeded(): boolean {
     return this.#ceilingExceeded;
   }
@@ -222,7 +240,7 @@ export function takeAll(limiters: readonly (RateLimiter | undefined)[], bytes: n
 }
 
 /** The close for a client over its hard ceiling (1008). */
-export const rateCeilingError = (): ProtocolError => new ProtocolError(ErrorCode.POLICY, CloseCode.POLICY_VIOLATION, 'rate limit exceeded');
+export const rateCeilingError = (): ProtocolError => new ProtocolError(ErrorCode.RATE, CloseCode.POLICY_VIOLATION, 'rate limit exceeded');
 
 // ---------------------------------------------------------------------------------------------
 // Per-client registry

@@ -104,4 +104,4 @@ export class ReplayGuard {
 
 /** The close for a refused message (1008); the reason names the verdict, which is not a secret. */
 export const replayError = (verdict: Exclude<ReplayVerdict, 'ok'>): ProtocolError =>
-  new ProtocolError(ErrorCode.POLICY, CloseCode.POLICY_VIOLATION, `replay protection: ${verdict}`);
+  new ProtocolError(ErrorCode.REPLAY, CloseCode.POLICY_VIOLATION, `replay protection: ${verdict}`);

@@ -3,12 +3,14 @@
  * and an explicit, idempotent lifecycle: `listen()`, `address()`, `close({ drainMs })`.
  * Drain order: not ready → stop accepting → flush echoes → close 1001 → deadline.
  */
-import { existsSync, readFileSync, unlinkSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { resolveSettings, type Settings } from '../config/index.js';
-import { ConfigError, CloseCode, EchoError, ErrorCode } from '../errors.js';
+import { ConfigError, CloseCode, EchoError, ErrorCode, HttpError } from '../errors.js';
 import { EchoCore, type MessageHandler } from '../core/core.js';
 import type { ConnectionInfo, TransportName, TransportStats } from '../core/types.js';
 import { nativeMasking } from '../protocol/mask.js';
@@ -18,6 +20,11 @@ import { handleUpgrade, peerOf } from '../transports/ws.js';
 import { V1Client, type V1ClientOptions } from '../client/stream-client.js';
 import { createRequestHandler, type MetricsSource } from './http-routes.js';
 import { createMetrics } from '../observability/metrics.js';
+import { channels } from '../core/events.js';
+import { keyFor } from '../core/core.js';
+import { authHttpError, extractBearer } from '../security/auth.js';
+import { peerIdentity, watchTlsFiles, type TlsWatcher } from '../security/tls.js';
+import { createSecurity, defaultOriginCheck, loadTls, type SecurityContext } from './security.js';
 
 export interface EchoServerOptions extends Partial<Settings> {
   /** Message hook (default: echo). See `MessageHandler`. */
@@ -55,15 +62,31 @@ export interface EchoServer {
   connect(options?: V1ClientOptions): V1Client;
   /** Information served at `/info`. */
   info(): Record<string, unknown>;
+  /** The certificate in use (after `listen()`), undefined with `insecure`. */
+  readonly tls: { fingerprint256: string; selfSigned: boolean; subject: string; notAfter: Date; certificatePem: string | undefined } | undefined;
+  /** Warnings about weak but working configuration (after `listen()`); the CLI logs them. */
+  readonly warnings: readonly string[];
+  /**
+   * Re-reads the certificate files and swaps them in for new connections; open connections
+   * keep going. Done automatically when the files change; the CLI also calls it on SIGHUP.
+   * On error the old certificate stays and the promise rejects.
+   */
+  reloadTls(): Promise<void>;
 }
 
 export const VERSION: string = (() => {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
+  // dist/server/ when installed, build/src/server/ under the tests: walk up to our package.json.
+  let dir = new URL('.', import.meta.url);
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'echoserver' && pkg.version !== undefined) return pkg.version;
+    } catch {
+      // not here: keep walking up
+    }
+    dir = new URL('..', dir);
   }
+  return '0.0.0';
 })();
 
 /** Splits library-only options from settings and validates the settings. */
@@ -85,10 +108,16 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   let listening: Promise<ServerAddresses> | undefined;
   let closing: Promise<{ clean: boolean }> | undefined;
 
-  const networkListeners = settings.wsPort !== null || settings.tcpPort !== null || settings.rawPort !== null;
-  if (networkListeners && !settings.insecure) {
-    throw new ConfigError('insecure', 'TLS is not available in this version: plaintext network listeners require insecure: true (CLI: --insecure)');
-  }
+  let security: SecurityContext | undefined;
+  let tlsWatcher: TlsWatcher | undefined;
+  const tlsServers: tls.Server[] = [];
+
+  /** Open connections per authenticated identity (at most 100 identities listed, largest first). */
+  const identityCounts = (): Record<string, number> => {
+    const counts = new Map<string, number>();
+    for (const c of core.connections) if (c.identity !== undefined) counts.set(c.identity, (counts.get(c.identity) ?? 0) + 1);
+    return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]).slice(0, 100));
+  };
 
   const info = (): Record<string, unknown> => {
     const byTransport: Record<string, number> = {};
@@ -102,7 +131,14 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       ready: state === 'listening',
       listeners: addresses,
-      connections: { total: core.connections.size, byTransport, max: settings.maxConnections },
+      connections: { total: core.connections.size, byTransport, byIdentity: identityCounts(), max: settings.maxConnections },
+      security: {
+        tls: security?.tls !== undefined,
+        certificateSha256: security?.tls?.fingerprint256,
+        clientAuth: settings.tlsClientAuth,
+        auth: settings.auth,
+        replayProtection: settings.replayWindowMs !== null,
+      },
       limits: {
         maxFrameBytes: settings.maxFrameBytes,
         maxHeaderBytes: settings.maxHeaderBytes,
@@ -115,6 +151,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   const onStream = (transport: TransportName, framing: StreamFraming) =>
     function onStreamConnection(socket: net.Socket): void {
       const peer = transport === 'unix' ? 'unix' : peerOf(socket);
+      const identity = socket instanceof tls.TLSSocket ? peerIdentity(socket) : undefined;
+      const key = keyFor(identity, socket.remoteAddress);
       if (core.draining) {
         core.reject(transport, 'shutdown', peer, 'server is draining');
         return refuseStream(socket, framing, CloseCode.GOING_AWAY, 'server is shutting down');
@@ -123,12 +161,57 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         core.reject(transport, 'limit', peer, 'connection limit reached');
         return refuseStream(socket, framing, CloseCode.TRY_AGAIN_LATER, 'connection limit reached');
       }
+      const lease = core.openLease(key);
+      if (lease === null) {
+        core.reject(transport, 'limit', peer, 'per-client connection limit');
+        return refuseStream(socket, framing, CloseCode.TRY_AGAIN_LATER, 'too many connections from this client');
+      }
       if (transport !== 'unix') socket.setNoDelay(true);
-      core.add(socket, transport, peer, makeStreamProtocol(framing));
+      // With authentication on, framing v1 starts with a hello carrying the credential.
+      core.add(socket, transport, peer, makeStreamProtocol(framing, core.auth !== undefined), identity, key, lease);
     };
 
+  /** A plaintext or TLS stream server, by the `insecure` setting. */
+  const streamServer = (listener: (socket: net.Socket) => void): net.Server => {
+    const opts = { keepAlive: true, keepAliveInitialDelay: 60_000 };
+    if (security?.tls === undefined) return net.createServer(opts, listener);
+    const server = tls.createServer({ ...security.tls.serverOptions, ALPNProtocols: undefined, handshakeTimeout: settings.handshakeTimeoutMs, ...opts }, listener);
+    tlsServers.push(server);
+    return server;
+  };
+
+  const httpServer = (options: http.ServerOptions): http.Server => {
+    if (security?.tls === undefined) return http.createServer(options);
+    const server = https.createServer({ ...security.tls.serverOptions, handshakeTimeout: settings.handshakeTimeoutMs, ...options });
+    tlsServers.push(server);
+    return server;
+  };
+
+  /** Origin, then credentials (bearer header or query parameter), before the 101. */
+  const admit = (req: http.IncomingMessage): Promise<string | undefined> | string | undefined => {
+    const sec = security as SecurityContext;
+    const certIdentity = req.socket instanceof tls.TLSSocket ? peerIdentity(req.socket) : undefined;
+    if (sec.origin !== undefined) {
+      const origin = req.headers.origin;
+      if (!sec.origin(origin)) throw new HttpError(ErrorCode.POLICY, 403, 'origin not allowed');
+    }
+    const auth = sec.auth;
+    if (auth === undefined) return certIdentity;
+    return auth.authenticate(extractBearer(req.headers.authorization, req.url, sec.authQueryParam)).then((r) => {
+      if (!r.ok) throw authHttpError();
+      return r.anonymous ? certIdentity : r.identity;
+    });
+  };
+
+  async function reloadTls(): Promise<void> {
+    if (security?.tls === undefined) return;
+    const material = await loadTls(settings);
+    for (const server of tlsServers) server.setSecureContext(material.secureContextOptions);
+    security.tls = material;
+  }
+
   const listenOne = (name: string, server: net.Server, arg: { port: number; host: string } | { path: string }): Promise<void> =>
-    new Promise((resolve, reject) => {
+    new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         const what = 'path' in arg ? arg.path : `${arg.host}:${arg.port}`;
         reject(new EchoError(ErrorCode.STATE, `${name} listener on ${what}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`, { cause: err }));
@@ -136,10 +219,17 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
       server.once('error', onError);
       server.listen(arg, () => {
         server.removeListener('error', onError);
+        // After start, errors such as EMFILE on accept are reported, not fatal: the listener
+        // keeps accepting once descriptors free up.
+        server.on('error', onListenerError);
         servers.push({ name, server });
         resolve();
       });
     });
+
+  function onListenerError(err: Error): void {
+    if (channels.error.hasSubscribers) channels.error.publish({ connection: undefined, error: err });
+  }
 
   const bound = (server: net.Server): { host: string; port: number } => {
     const a = server.address() as net.AddressInfo;
@@ -148,6 +238,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
 
   async function startUnix(path: string): Promise<void> {
     if (existsSync(path)) {
+      // Only ever replace a socket: a mistyped path must not delete a user's file.
+      if (!lstatSync(path).isSocket()) throw new EchoError(ErrorCode.STATE, `unix listener on ${path}: the path exists and is not a socket`);
       // A socket file left by a process that died: replace it; a live one is an error.
       const live = await new Promise<boolean>((resolve) => {
         const probe = net.connect(path);
@@ -168,8 +260,19 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
 
   async function start(): Promise<ServerAddresses> {
     try {
+      security = await createSecurity(settings);
+      core.auth = security.auth;
+      core.replay = security.replay;
+      core.connectionRate = security.connectionRate;
+      core.clients = security.clients;
+      if (security.tls !== undefined && (settings.tlsCert !== null || settings.tlsCa !== null)) {
+        const files = [settings.tlsCert, settings.tlsKey, settings.tlsCa].filter((f): f is string => f !== null);
+        tlsWatcher = watchTlsFiles(files, () => {
+          reloadTls().catch((err: unknown) => onListenerError(err instanceof Error ? err : new Error(String(err))));
+        });
+      }
       if (settings.wsPort !== null) {
-        const server = http.createServer({
+        const server = httpServer({
           // Slowloris: the request head must arrive within the handshake timeout.
           headersTimeout: settings.handshakeTimeoutMs,
           requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000),
@@ -179,8 +282,10 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         });
         const onWsListener = settings.adminPort === null ? metrics : undefined;
         server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics: onWsListener, wsPaths: settings.wsPaths }));
+        const needsAdmission = security.auth !== undefined || security.origin !== undefined || settings.tlsClientAuth !== 'none';
+        const upgradeOptions = { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined };
         server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-          handleUpgrade(core, { paths: settings.wsPaths, exclusive: true }, req, socket, head);
+          handleUpgrade(core, upgradeOptions, req, socket, head);
         });
         server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
           if (socket.writable) socket.end(err.code === 'HPE_HEADER_OVERFLOW' ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
@@ -188,27 +293,29 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         });
         await listenOne('ws', server, { port: settings.wsPort, host: settings.host });
         const a = bound(server);
-        const urlHost = a.host.includes(':') ? `[${a.host}]` : a.host;
-        addresses.ws = { ...a, url: `ws://${urlHost}:${a.port}${settings.wsPaths[0] ?? '/'}` };
+        const urlHost = a.host === '0.0.0.0' || a.host === '::' ? 'localhost' : a.host.includes(':') ? `[${a.host}]` : a.host;
+        addresses.ws = { ...a, url: `${security.tls === undefined ? 'ws' : 'wss'}://${urlHost}:${a.port}${settings.wsPaths[0] ?? '/'}` };
+        security.origin ??= defaultOriginCheck(settings, a.port, security.tls !== undefined);
       }
       if (settings.tcpPort !== null) {
-        const server = net.createServer({ keepAlive: true, keepAliveInitialDelay: 60_000 }, onStream('tcp', settings.tcpFraming));
+        const server = streamServer(onStream('tcp', settings.tcpFraming));
         await listenOne('tcp', server, { port: settings.tcpPort, host: settings.host });
         addresses.tcp = { ...bound(server), framing: settings.tcpFraming };
       }
       if (settings.unixPath !== null) await startUnix(settings.unixPath);
       if (settings.adminPort !== null) {
-        const server = http.createServer({ headersTimeout: settings.handshakeTimeoutMs, requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000) });
+        const server = httpServer({ headersTimeout: settings.handshakeTimeoutMs, requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000) });
         server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics, wsPaths: [] }));
         await listenOne('admin', server, { port: settings.adminPort, host: settings.host });
         addresses.admin = bound(server);
       }
       if (settings.rawPort !== null) {
-        const server = net.createServer({ keepAlive: true, keepAliveInitialDelay: 60_000 }, onStream('raw', 'raw'));
+        const server = streamServer(onStream('raw', 'raw'));
         await listenOne('raw', server, { port: settings.rawPort, host: settings.host });
         addresses.raw = bound(server);
       }
     } catch (err) {
+      tlsWatcher?.close();
       await stopListeners();
       state = 'closed';
       throw err;
@@ -238,14 +345,16 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   }
 
   async function shutdown(drainMs: number): Promise<{ clean: boolean }> {
+    if (state === 'closed') return { clean: true };
     state = 'closing';
-    // Stop accepting first; upgraded and stream connections stay open until drained.
+    // Stop accepting stream connections; the HTTP listeners stay up while draining so probes
+    // see /readyz 503 (and new upgrades get 503), then close with everything else.
     for (const { server } of servers) {
-      server.close();
-      if (server instanceof http.Server) server.closeIdleConnections();
+      if (!(server instanceof http.Server)) server.close();
     }
     const clean = await core.drain(drainMs);
     core.stop();
+    tlsWatcher?.close();
     await stopListeners();
     metrics?.close();
     state = 'closed';
@@ -262,6 +371,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     close(options = {}) {
       if (closing !== undefined) return closing;
       const drainMs = options.drainMs ?? settings.drainTimeoutMs;
+      if (state === 'listening') state = 'closing'; // not ready from this moment
       closing = (listening ?? Promise.resolve(addresses)).then(
         () => shutdown(drainMs),
         () => shutdown(drainMs),
@@ -288,6 +398,15 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
       return new V1Client(clientSide, clientOptions);
     },
     info,
+    get tls() {
+      const t = security?.tls;
+      if (t === undefined) return undefined;
+      return { fingerprint256: t.fingerprint256, selfSigned: t.selfSigned, subject: t.subject, notAfter: t.notAfter, certificatePem: t.generatedCertPem };
+    },
+    get warnings() {
+      return [...(security?.warnings ?? []), ...(security?.tls?.warnings ?? [])];
+    },
+    reloadTls,
   };
   return server;
 }

@@ -4,7 +4,8 @@
  * back the validated span of the read buffer: consecutive frames make one write.
  */
 import type { Duplex } from 'node:stream';
-import { channels } from '../core/events.js';
+import { channels, messageSampleRatio, sampleMessage } from '../core/events.js';
+import { CloseCode, ErrorCode, ProtocolError } from '../errors.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
 import type { EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
@@ -68,18 +69,35 @@ abstract class SpanEcho {
   protected publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
     if (this.rxAt === 0) this.rxAt = performance.now();
     const id = typeof header?.['id'] === 'string' ? header['id'] : `${this.conn.id}-${this.conn.messagesIn + this.batchIn}`;
-    channels.message.publish({ connection: this.conn, id, kind, size, header, receivedAt: this.rxAt });
+    channels.message.publish({ connection: this.conn, id, kind, size, header, receivedAt: this.rxAt, sampleRatio: header === undefined ? messageSampleRatio() : 1 });
   }
 }
+
+/** A frame held while the hello is being authenticated. */
+interface HeldFrame {
+  readonly opcode: V1Opcode;
+  readonly buf: Buffer;
+  readonly hs: number;
+  readonly he: number;
+  readonly ps: number;
+}
+
+const HELLO_REQUIRED = () => new ProtocolError(ErrorCode.AUTH, CloseCode.POLICY_VIOLATION, 'hello required');
 
 /** Framing v1 (docs/PROTOCOL.md). */
 export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHandler {
   private readonly decoder: V1Decoder;
   private closeSent = false;
+  /** Authentication on: the hello must come first (`held` collects frames while it is checked). */
+  private awaitingHello: boolean;
+  private held: HeldFrame[] | undefined = undefined;
+  private heldBytes = 0;
 
-  constructor(conn: Connection) {
+  constructor(conn: Connection, requireHello = false) {
     super(conn);
     this.decoder = new V1Decoder(this, conn.core.settings);
+    this.awaitingHello = requireHello;
+    if (requireHello) conn.helloDeadline = conn.core.now + conn.core.settings.handshakeTimeoutMs;
   }
 
   get bufferedBytes(): number {
@@ -97,6 +115,11 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
 
   onV1Frame(opcode: V1Opcode, buf: Buffer, frameStart: number, headerStart: number, headerEnd: number, payloadStart: number, end: number): void {
     const conn = this.conn;
+    if (this.awaitingHello) {
+      if (this.held !== undefined) return this.hold(opcode, buf, frameStart, headerStart, headerEnd, payloadStart, end);
+      if (opcode === V1Opcode.HELLO) return this.authenticate(buf.toString('utf8', payloadStart, end));
+      if (opcode !== V1Opcode.PING && opcode !== V1Opcode.CLOSE) throw HELLO_REQUIRED();
+    }
     switch (opcode) {
       case V1Opcode.TEXT:
       case V1Opcode.BINARY: {
@@ -104,7 +127,8 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
         this.batchIn++;
         const kind: MessageKind = opcode === V1Opcode.TEXT ? 'text' : 'binary';
         const header = headerStart >= 0 ? parseHeader(buf, headerStart, headerEnd) : undefined;
-        if (channels.message.hasSubscribers) this.publish(kind, end - payloadStart, header);
+        if (header !== undefined && this.core.replay !== undefined) this.core.checkReplay(conn, header);
+        if (channels.message.hasSubscribers && (header !== undefined || sampleMessage())) this.publish(kind, end - payloadStart, header);
         if (this.core.handler !== undefined && this.core.dispatch(conn, kind, Buffer.from(buf.subarray(payloadStart, end)), header)) return;
         if (header === undefined) return this.echoSpan(buf, frameStart, end);
         this.flush();
@@ -131,7 +155,7 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
       case V1Opcode.HELLO:
         if (!conn.open) return;
         this.flush();
-        conn.write(encodeFrame(V1Opcode.HELLO, Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance: this.core.settings.instance }))));
+        conn.write(this.helloReply());
         return;
       case V1Opcode.CLOSE: {
         const { code, reason } = decodeClose(buf, payloadStart, end);
@@ -145,6 +169,66 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
         return;
       }
     }
+  }
+
+  private helloReply(): Buffer {
+    const conn = this.conn;
+    return encodeFrame(V1Opcode.HELLO, Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance: this.core.settings.instance, identity: conn.identity })));
+  }
+
+  /** Keeps a copy of a frame that arrived while the hello is being checked (bounded). */
+  private hold(opcode: V1Opcode, buf: Buffer, frameStart: number, hs: number, he: number, ps: number, end: number): void {
+    this.heldBytes += end - frameStart;
+    // The socket is paused while authenticating: only the rest of the read that carried the
+    // hello can arrive, so this bound is generous.
+    if (this.heldBytes > 2 * this.core.settings.maxFrameBytes + 65536) throw HELLO_REQUIRED();
+    const copy = Buffer.from(buf.subarray(frameStart, end));
+    (this.held as HeldFrame[]).push({ opcode, buf: copy, hs: hs < 0 ? -1 : hs - frameStart, he: he < 0 ? -1 : he - frameStart, ps: ps - frameStart });
+  }
+
+  /** Checks the hello's credentials; frames after it wait, reading is paused. */
+  private authenticate(text: string): void {
+    const conn = this.conn;
+    const auth = this.core.auth;
+    let token: unknown;
+    try {
+      const hello = JSON.parse(text) as Record<string, unknown>;
+      if (hello['v'] !== 1) throw new Error('version');
+      token = hello['token'];
+    } catch {
+      throw new ProtocolError(ErrorCode.PROTOCOL, CloseCode.PROTOCOL_ERROR, 'hello must be a JSON object with "v": 1');
+    }
+    this.held = [];
+    conn.socket.pause();
+    const credential = typeof token === 'string' ? token : undefined;
+    const verdict = auth === undefined ? Promise.resolve({ ok: true as const, identity: conn.identity ?? 'anonymous', anonymous: true }) : auth.authenticate(credential);
+    verdict.then(
+      (result) => {
+        if (!conn.open) return;
+        if (!result.ok) {
+          conn.close(CloseCode.POLICY_VIOLATION, 'unauthorized', 'auth');
+          return;
+        }
+        if (!result.anonymous) conn.identity = result.identity;
+        this.awaitingHello = false;
+        conn.helloDeadline = 0;
+        const held = this.held ?? [];
+        this.held = undefined;
+        this.heldBytes = 0;
+        this.begin();
+        try {
+          conn.write(this.helloReply());
+          for (const f of held) this.onV1Frame(f.opcode, f.buf, 0, f.hs, f.he, f.ps, f.buf.length);
+        } catch (err) {
+          this.end();
+          conn.fail(err);
+          return;
+        }
+        this.end();
+        if (conn.stalledSince === 0 && !conn.throttled) conn.socket.resume();
+      },
+      (err: unknown) => conn.fail(err),
+    );
   }
 
   send(kind: MessageKind, data: Buffer, header?: MetadataHeader): void {
@@ -195,7 +279,7 @@ export class LenProtocol extends SpanEcho implements ProtocolAdapter, FrameSink 
   onFrame(buf: Buffer, frameStart: number, bodyStart: number, end: number): void {
     if (!this.conn.open) return;
     this.batchIn++;
-    if (channels.message.hasSubscribers) this.publish('binary', end - bodyStart, undefined);
+    if (channels.message.hasSubscribers && sampleMessage()) this.publish('binary', end - bodyStart, undefined);
     if (this.core.handler !== undefined && this.core.dispatch(this.conn, 'binary', Buffer.from(buf.subarray(bodyStart, end)), undefined)) return;
     this.echoSpan(buf, frameStart, end);
   }
@@ -242,10 +326,10 @@ export class RawProtocol implements ProtocolAdapter {
 
 export type StreamFraming = 'v1' | 'len' | 'raw';
 
-export function makeStreamProtocol(framing: StreamFraming): (conn: Connection) => ProtocolAdapter {
+export function makeStreamProtocol(framing: StreamFraming, requireHello = false): (conn: Connection) => ProtocolAdapter {
   switch (framing) {
     case 'v1':
-      return (conn) => new V1Protocol(conn);
+      return (conn) => new V1Protocol(conn, requireHello);
     case 'len':
       return (conn) => new LenProtocol(conn);
     case 'raw':

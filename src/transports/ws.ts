@@ -7,9 +7,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode, HttpError, ProtocolError, ErrorCode } from '../errors.js';
-import { channels } from '../core/events.js';
+import { channels, messageSampleRatio, sampleMessage } from '../core/events.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
-import type { EchoCore } from '../core/core.js';
+import { keyFor, type EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
 import { parseHeader, stampHeader, type MetadataHeader } from '../protocol/header.js';
 import { encodeBody, parseBody, V1Opcode, type V1Limits } from '../protocol/v1.js';
@@ -84,7 +84,7 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
     this.batchIn++;
     if (this.v1) return this.onV1Message(opcode, buf, start, end, inPlace);
     const kind: MessageKind = opcode === WsOpcode.TEXT ? 'text' : 'binary';
-    if (channels.message.hasSubscribers) this.publish(kind, end - start, undefined);
+    if (channels.message.hasSubscribers && sampleMessage()) this.publish(kind, end - start, undefined);
     if (this.core.handler !== undefined && this.core.dispatch(conn, kind, Buffer.from(buf.subarray(start, end)), undefined)) return;
     this.echo(opcode, buf, start, end, inPlace);
   }
@@ -120,7 +120,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
       case V1Opcode.BINARY: {
         const kind: MessageKind = p.opcode === V1Opcode.TEXT ? 'text' : 'binary';
         const header = p.headerStart >= 0 ? parseHeader(buf, p.headerStart, p.headerEnd) : undefined;
-        if (channels.message.hasSubscribers) this.publish(kind, end - p.payloadStart, header);
+        if (header !== undefined && this.core.replay !== undefined) this.core.checkReplay(this.conn, header);
+        if (channels.message.hasSubscribers && (header !== undefined || sampleMessage())) this.publish(kind, end - p.payloadStart, header);
         if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(p.payloadStart, end)), header)) return;
         if (header === undefined) return this.echo(WsOpcode.BINARY, buf, start, end, inPlace);
         const stamped = stampHeader(header, this.stamp());
@@ -132,7 +133,7 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(p.payloadStart, end)));
         return;
       case V1Opcode.HELLO:
-        this.sendBody(encodeBody(V1Opcode.HELLO, Buffer.from(JSON.stringify({ v: 1, ok: true, conn: this.conn.id, instance: this.core.settings.instance }))));
+        this.sendBody(encodeBody(V1Opcode.HELLO, Buffer.from(JSON.stringify({ v: 1, ok: true, conn: this.conn.id, instance: this.core.settings.instance, identity: this.conn.identity }))));
         return;
       default:
         return; // pong, and close (the WebSocket close frame closes a WebSocket)
@@ -154,7 +155,7 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   private publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
     if (this.rxAt === 0) this.rxAt = performance.now();
     const id = typeof header?.['id'] === 'string' ? header['id'] : `${this.conn.id}-${this.conn.messagesIn + this.batchIn}`;
-    channels.message.publish({ connection: this.conn, id, kind, size, header, receivedAt: this.rxAt });
+    channels.message.publish({ connection: this.conn, id, kind, size, header, receivedAt: this.rxAt, sampleRatio: header === undefined ? messageSampleRatio() : 1 });
   }
 
   private sendBody(body: Buffer): void {
@@ -227,7 +228,7 @@ export interface WsUpgradeOptions {
    * Optional admission check (authentication, origin) run before the 101: resolve to the
    * identity (or undefined), or throw an HttpError to refuse.
    */
-  readonly admit?: (req: IncomingMessage) => Promise<string | undefined> | string | undefined;
+  readonly admit?: ((req: IncomingMessage) => Promise<string | undefined> | string | undefined) | undefined;
 }
 
 export function peerOf(socket: Duplex & { remoteAddress?: string; remotePort?: number }): string {
@@ -282,6 +283,14 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
       refuse(socket, 503, 'server busy', ['Retry-After: 1']);
       return;
     }
+    const remote = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
+    const key = keyFor(identity, remote);
+    const lease = core.openLease(key);
+    if (lease === null) {
+      core.reject('ws', 'limit', peer, 'per-client connection limit');
+      refuse(socket, 503, 'too many connections from this client', ['Retry-After: 1']);
+      return;
+    }
     socket.removeListener('error', noop);
     const s = socket as Duplex & { setNoDelay?: (v: boolean) => void; setTimeout?: (ms: number) => void };
     s.setTimeout?.(0);
@@ -289,7 +298,7 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     socket.write(upgradeResponse(verdict));
     if (head.length > 0) socket.unshift(head);
     const v1 = verdict.protocol === SUBPROTOCOL_V1;
-    core.add(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), identity);
+    core.add(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), identity, key, lease);
   };
   if (opts.admit === undefined) {
     accept(undefined);
@@ -301,7 +310,7 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
       const status = err instanceof HttpError ? err.status : 500;
       const message = err instanceof HttpError ? err.message : 'internal error';
       core.reject('ws', status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake', peer, message);
-      refuse(socket, status, message);
+      refuse(socket, status, message, status === 401 ? ['WWW-Authenticate: Bearer'] : []);
     });
   return true;
 }

@@ -37,6 +37,11 @@ describe('defaults', () => {
       maxHeaderBytes: 4096, maxQueueBytes: 1_048_576, stallTimeoutMs: 30_000, idleTimeoutMs: 600_000,
       keepaliveIntervalMs: 30_000, handshakeTimeoutMs: 10_000, drainTimeoutMs: 10_000, logLevel: 'info',
       logFormat: 'auto', workers: 1, metrics: true, adminPort: null, traceSampleRatio: 0.01,
+      tlsCert: null, tlsKey: null, tlsCa: null, tlsClientAuth: 'none', tlsHostnames: [], auth: 'none',
+      authTokensFile: null, authTokens: null, authQueryParam: 'token', jwtSecret: null, jwtPublicKey: null,
+      jwtJwksUrl: null, jwtAudience: null, jwtIssuer: null, jwtClockToleranceMs: 30_000, allowedOrigins: null,
+      rateMessages: 0, rateBytes: 0, clientRateMessages: 0, clientRateBytes: 0, rateBurstMs: 1000, rateCeiling: 0,
+      maxConnectionsPerClient: 0, maxClients: 100_000, replayWindowMs: null, replayMaxEntries: 100_000,
     } satisfies Settings);
   });
 

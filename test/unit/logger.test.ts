@@ -116,6 +116,7 @@ describe('createLogger + attachLogging', () => {
       kind: 'binary',
       size: 128,
       header: { traceparent: '00-aa-bb-01', token: 'top-secret-token' },
+      sampleRatio: 1,
       receivedAt: 1,
     };
     try {

@@ -99,5 +99,5 @@ test('options are validated; the refusal closes with 1008', () => {
   assert.throws(() => new ReplayGuard({ maxEntries: 1.5 }), ConfigError);
   const e = replayError('duplicate');
   assert.equal(e.closeCode, 1008);
-  assert.equal(e.code, 'ECHO_ERR_POLICY');
+  assert.equal(e.code, 'ECHO_ERR_REPLAY');
 });

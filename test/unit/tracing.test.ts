@@ -31,7 +31,7 @@ function conn(id: string): ConnectionInfo {
 }
 
 function message(c: ConnectionInfo, id: string, header?: Record<string, unknown>, receivedAt = performance.now()): MessageEvent {
-  return { connection: c, id, kind: 'text', size: 5, header, receivedAt };
+  return { connection: c, id, kind: 'text', size: 5, header, receivedAt, sampleRatio: 1 };
 }
 
 function inMemory(sampleRatio: number, extra: { maxPendingPerConnection?: number } = {}) {
