@@ -78,8 +78,7 @@ export class HttpError extends EchoError {
   }
 }
 
-export const malformed = (reason: string): ProtocolError =>
-  new ProtocolError(ErrorCode.PROTOCOL, CloseCode.PROTOCOL_ERROR, reason);
+export const malformed = (reason: string): ProtocolError => new ProtocolError(ErrorCode.PROTOCOL, CloseCode.PROTOCOL_ERROR, reason);
 export const invalidUtf8 = (reason = 'invalid UTF-8'): ProtocolError =>
   new ProtocolError(ErrorCode.INVALID_UTF8, CloseCode.INVALID_PAYLOAD, reason);
 export const tooBig = (reason = 'message too big'): ProtocolError =>

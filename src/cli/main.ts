@@ -41,7 +41,11 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings, logger);
   const detachLogging = attachLogging(logger);
   // Tracing subscribes only when an OTLP endpoint is configured (OTEL_* variables).
-  const tracing = createTracing({ sampleRatio: settings.traceSampleRatio, serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'echoserver', instance: settings.instance });
+  const tracing = createTracing({
+    sampleRatio: settings.traceSampleRatio,
+    serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'echoserver',
+    instance: settings.instance,
+  });
   const detachTracing = attachTracing(tracing);
   let server: EchoServer;
   try {
@@ -86,15 +90,27 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   process.on('SIGINT', stop);
   try {
     const addresses = await server.listen();
-    logger.info({ event: 'listening', listeners: addresses, version: VERSION, worker: cluster.isWorker ? cluster.worker?.id : undefined }, 'echoserver listening');
+    logger.info(
+      { event: 'listening', listeners: addresses, version: VERSION, worker: cluster.isWorker ? cluster.worker?.id : undefined },
+      'echoserver listening',
+    );
     const tlsInfo = server.tls;
     if (tlsInfo?.selfSigned === true) {
       logger.info(
-        { event: 'tls.self-signed', sha256: tlsInfo.fingerprint256, subject: tlsInfo.subject, notAfter: tlsInfo.notAfter, certificate: tlsInfo.certificatePem },
+        {
+          event: 'tls.self-signed',
+          sha256: tlsInfo.fingerprint256,
+          subject: tlsInfo.subject,
+          notAfter: tlsInfo.notAfter,
+          certificate: tlsInfo.certificatePem,
+        },
         `TLS with a self-signed certificate generated at start, SHA-256 ${tlsInfo.fingerprint256}. Trust it by saving the "certificate" field as a PEM file for your client (curl --cacert, NODE_EXTRA_CA_CERTS) or pin the fingerprint; for production pass --tls-cert and --tls-key.`,
       );
     } else if (tlsInfo !== undefined) {
-      logger.info({ event: 'tls', sha256: tlsInfo.fingerprint256, subject: tlsInfo.subject, notAfter: tlsInfo.notAfter }, 'TLS certificate loaded');
+      logger.info(
+        { event: 'tls', sha256: tlsInfo.fingerprint256, subject: tlsInfo.subject, notAfter: tlsInfo.notAfter },
+        'TLS certificate loaded',
+      );
     }
     for (const w of server.warnings) logger.warn({ event: 'config.warning' }, w);
     if (settings.insecure && settings.host !== '127.0.0.1' && settings.host !== '::1' && settings.host !== 'localhost') {

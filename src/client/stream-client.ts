@@ -39,7 +39,10 @@ export class V1Client extends EventEmitter<V1ClientEvents> implements V1FrameHan
     options: V1ClientOptions = {},
   ) {
     super();
-    this.decoder = new V1Decoder(this, { maxFrameBytes: options.maxFrameBytes ?? 16 * 1024 * 1024, maxHeaderBytes: options.maxHeaderBytes ?? 65535 });
+    this.decoder = new V1Decoder(this, {
+      maxFrameBytes: options.maxFrameBytes ?? 16 * 1024 * 1024,
+      maxHeaderBytes: options.maxHeaderBytes ?? 65535,
+    });
     stream.on('data', (chunk: Buffer) => {
       try {
         this.decoder.push(chunk);
@@ -75,7 +78,8 @@ export class V1Client extends EventEmitter<V1ClientEvents> implements V1FrameHan
         const info = decodeClose(buf, ps, end);
         if (this.closeInfo === undefined) {
           this.closeInfo = info;
-          if (this.stream.writable) this.stream.write(info.code === 1005 ? encodeFrame(V1Opcode.CLOSE, Buffer.alloc(0)) : encodeClose(info.code, info.reason));
+          if (this.stream.writable)
+            this.stream.write(info.code === 1005 ? encodeFrame(V1Opcode.CLOSE, Buffer.alloc(0)) : encodeClose(info.code, info.reason));
         }
         this.stream.end();
         return;
@@ -116,7 +120,10 @@ export class V1Client extends EventEmitter<V1ClientEvents> implements V1FrameHan
 }
 
 /** Opens a framing-v1 connection over TCP (`{ host, port }`) or a Unix socket (`{ path }`). */
-export async function connectV1(target: { host?: string; port: number } | { path: string }, options: V1ClientOptions = {}): Promise<V1Client> {
+export async function connectV1(
+  target: { host?: string; port: number } | { path: string },
+  options: V1ClientOptions = {},
+): Promise<V1Client> {
   const socket = 'path' in target ? net.connect(target.path) : net.connect(target.port, target.host ?? '127.0.0.1');
   socket.setNoDelay(true);
   await once(socket, 'connect');

@@ -169,8 +169,16 @@ export function loadSettings(argv: string[], env: NodeJS.ProcessEnv, opts: { cwd
   }
 }
 
-const KIB_UNITS: ReadonlyArray<[number, string]> = [[2 ** 30, 'GiB'], [2 ** 20, 'MiB'], [2 ** 10, 'KiB']];
-const MS_UNITS: ReadonlyArray<[number, string]> = [[3_600_000, 'h'], [60_000, 'm'], [1000, 's']];
+const KIB_UNITS: ReadonlyArray<[number, string]> = [
+  [2 ** 30, 'GiB'],
+  [2 ** 20, 'MiB'],
+  [2 ** 10, 'KiB'],
+];
+const MS_UNITS: ReadonlyArray<[number, string]> = [
+  [3_600_000, 'h'],
+  [60_000, 'm'],
+  [1000, 's'],
+];
 
 /** `1048576 bytes (1 MiB)`, `30000 ms (30s)`: the exact number plus a readable form. */
 function humanize(n: number, units: ReadonlyArray<[number, string]>, sep: string): string {

@@ -97,7 +97,11 @@ const REASON_BY_CODE: Record<number, CloseReason> = {
 };
 
 let idCounter = 0;
-const processTag = (process.pid % 1296).toString(36).padStart(2, '0') + Math.floor(Math.random() * 1679616).toString(36).padStart(4, '0');
+const processTag =
+  (process.pid % 1296).toString(36).padStart(2, '0') +
+  Math.floor(Math.random() * 1679616)
+    .toString(36)
+    .padStart(4, '0');
 
 export class EchoCore {
   readonly connections = new Set<Connection>();
@@ -246,7 +250,11 @@ export class EchoCore {
     const id = header['id'];
     const ts = header['ts'];
     if (id === undefined && ts === undefined) return;
-    const verdict = guard.check(typeof id === 'string' || typeof id === 'number' ? `${conn.clientKey}|${String(id)}` : undefined, typeof ts === 'number' ? ts : ts === undefined ? undefined : NaN, Date.now());
+    const verdict = guard.check(
+      typeof id === 'string' || typeof id === 'number' ? `${conn.clientKey}|${String(id)}` : undefined,
+      typeof ts === 'number' ? ts : ts === undefined ? undefined : NaN,
+      Date.now(),
+    );
     if (verdict !== 'ok') throw replayError(verdict);
   }
 
@@ -258,8 +266,14 @@ export class EchoCore {
     }
     const error = err instanceof Error ? err : new Error(String(err));
     if (channels.error.hasSubscribers) channels.error.publish({ connection: conn, error });
-    const policy = err instanceof EchoError && (err.code === 'ECHO_ERR_POLICY' || err.code === 'ECHO_ERR_AUTH' || err.code === 'ECHO_ERR_RATE' || err.code === 'ECHO_ERR_REPLAY');
-    conn.close(policy ? CloseCode.POLICY_VIOLATION : CloseCode.INTERNAL_ERROR, policy ? error.message : 'internal error', policy ? 'policy' : 'internal');
+    const policy =
+      err instanceof EchoError &&
+      (err.code === 'ECHO_ERR_POLICY' || err.code === 'ECHO_ERR_AUTH' || err.code === 'ECHO_ERR_RATE' || err.code === 'ECHO_ERR_REPLAY');
+    conn.close(
+      policy ? CloseCode.POLICY_VIOLATION : CloseCode.INTERNAL_ERROR,
+      policy ? error.message : 'internal error',
+      policy ? 'policy' : 'internal',
+    );
   }
 
   /**
@@ -272,7 +286,10 @@ export class EchoCore {
     const reply = handler({ kind, data, header }, publicConnection(conn));
     if (reply === undefined) return false;
     if (reply !== null) {
-      const payload = typeof reply.data === 'string' ? Buffer.from(reply.data, 'utf8') : Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
+      const payload =
+        typeof reply.data === 'string'
+          ? Buffer.from(reply.data, 'utf8')
+          : Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
       conn.protocol.send(reply.kind ?? (typeof reply.data === 'string' ? 'text' : kind), payload, reply.header);
       conn.sent(1);
     }
@@ -333,12 +350,17 @@ export class EchoCore {
     const { idleTimeoutMs, keepaliveIntervalMs, stallTimeoutMs } = this.settings;
     for (const c of this.connections) {
       if (c.state !== ConnState.OPEN) {
-        if (c.state === ConnState.CLOSING && now - c.closingSince > CLOSE_TIMEOUT_MS) c.destroy(c.closeReason, c.closeDetail || 'closing handshake timed out');
+        if (c.state === ConnState.CLOSING && now - c.closingSince > CLOSE_TIMEOUT_MS)
+          c.destroy(c.closeReason, c.closeDetail || 'closing handshake timed out');
         continue;
       }
       if (c.stalledSince !== 0 && stallTimeoutMs > 0 && now - c.stalledSince > stallTimeoutMs) {
         // The peer does not read: a close frame would never reach it either.
-        c.destroy('backpressure', `send queue above ${this.settings.maxQueueBytes} bytes for ${stallTimeoutMs} ms`, CloseCode.POLICY_VIOLATION);
+        c.destroy(
+          'backpressure',
+          `send queue above ${this.settings.maxQueueBytes} bytes for ${stallTimeoutMs} ms`,
+          CloseCode.POLICY_VIOLATION,
+        );
         continue;
       }
       if (c.helloDeadline !== 0 && now > c.helloDeadline) {
@@ -383,16 +405,36 @@ function publicConnection(conn: WithPublic): EchoConnection {
   let pub = conn[kPublic];
   if (pub !== undefined) return pub;
   pub = Object.freeze({
-    get id() { return conn.id; },
-    get transport() { return conn.transport; },
-    get peer() { return conn.peer; },
-    get identity() { return conn.identity; },
-    get connectedAt() { return conn.connectedAt; },
-    get messagesIn() { return conn.messagesIn; },
-    get messagesOut() { return conn.messagesOut; },
-    get bytesIn() { return conn.bytesIn; },
-    get bytesOut() { return conn.bytesOut; },
-    get queuedBytes() { return conn.queuedBytes; },
+    get id() {
+      return conn.id;
+    },
+    get transport() {
+      return conn.transport;
+    },
+    get peer() {
+      return conn.peer;
+    },
+    get identity() {
+      return conn.identity;
+    },
+    get connectedAt() {
+      return conn.connectedAt;
+    },
+    get messagesIn() {
+      return conn.messagesIn;
+    },
+    get messagesOut() {
+      return conn.messagesOut;
+    },
+    get bytesIn() {
+      return conn.bytesIn;
+    },
+    get bytesOut() {
+      return conn.bytesOut;
+    },
+    get queuedBytes() {
+      return conn.queuedBytes;
+    },
     send(data: string | Uint8Array, options: { kind?: MessageKind; header?: MetadataHeader } = {}): boolean {
       if (!conn.open) return false;
       const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -401,7 +443,7 @@ function publicConnection(conn: WithPublic): EchoConnection {
       return true;
     },
     close(code = 1000, reason = ''): void {
-      conn.close(code, reason, code === 1000 ? 'normal' : REASON_BY_CODE[code] ?? 'policy');
+      conn.close(code, reason, code === 1000 ? 'normal' : (REASON_BY_CODE[code] ?? 'policy'));
     },
   });
   conn[kPublic] = pub;

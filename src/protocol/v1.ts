@@ -33,7 +33,15 @@ export interface V1FrameHandler {
    * `buf[frameStart, end)` is the whole frame as received (length prefix included), so a
    * header-less echo can send it back byte for byte. `headerStart === -1` when no header.
    */
-  onV1Frame(opcode: V1Opcode, buf: Buffer, frameStart: number, headerStart: number, headerEnd: number, payloadStart: number, end: number): void;
+  onV1Frame(
+    opcode: V1Opcode,
+    buf: Buffer,
+    frameStart: number,
+    headerStart: number,
+    headerEnd: number,
+    payloadStart: number,
+    end: number,
+  ): void;
 }
 
 /**

@@ -46,7 +46,11 @@ export function writeHeader(buf: Buffer, at: number, opcode: number, len: number
  * Encodes one frame. Servers send unmasked frames; pass `maskKey` (4 bytes) to encode a
  * client frame (tests and the client codec).
  */
-export function encodeFrame(opcode: number, payload: Uint8Array, options: { fin?: boolean; maskKey?: Uint8Array; rsv?: number } = {}): Buffer {
+export function encodeFrame(
+  opcode: number,
+  payload: Uint8Array,
+  options: { fin?: boolean; maskKey?: Uint8Array; rsv?: number } = {},
+): Buffer {
   const len = payload.length;
   const hs = headerSize(len);
   const maskLen = options.maskKey === undefined ? 0 : 4;

@@ -30,7 +30,12 @@ const header = (h: UpgradeRequest['headers'], name: string): string | undefined 
 
 /** Comma-separated tokens, trimmed and lower-cased. */
 const tokens = (v: string | undefined): string[] =>
-  v === undefined ? [] : v.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t.length > 0);
+  v === undefined
+    ? []
+    : v
+        .split(',')
+        .map((t) => t.trim().toLowerCase())
+        .filter((t) => t.length > 0);
 
 const KEY_RE = /^[+/0-9A-Za-z]{22}==$/;
 
@@ -62,7 +67,9 @@ export function validateUpgrade(req: UpgradeRequest): UpgradeVerdict {
 }
 
 export function acceptKey(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
 }
 
 /** The 101 response. Extensions offered by the client are not accepted (none negotiated). */

@@ -13,7 +13,21 @@ import type { ConnectionInfo, TransportName, TransportStats } from '../core/type
 import { handleUpgrade } from '../transports/ws.js';
 import { httpErrorResponse } from '../protocol/ws-handshake.js';
 
-export interface AttachOptions extends Partial<Pick<Settings, 'instance' | 'maxConnections' | 'maxFrameBytes' | 'maxHeaderBytes' | 'maxQueueBytes' | 'stallTimeoutMs' | 'idleTimeoutMs' | 'keepaliveIntervalMs' | 'handshakeTimeoutMs' | 'drainTimeoutMs'>> {
+export interface AttachOptions extends Partial<
+  Pick<
+    Settings,
+    | 'instance'
+    | 'maxConnections'
+    | 'maxFrameBytes'
+    | 'maxHeaderBytes'
+    | 'maxQueueBytes'
+    | 'stallTimeoutMs'
+    | 'idleTimeoutMs'
+    | 'keepaliveIntervalMs'
+    | 'handshakeTimeoutMs'
+    | 'drainTimeoutMs'
+  >
+> {
   /** Endpoint path(s). @default '/ws' */
   readonly path?: string | readonly string[];
   readonly onMessage?: MessageHandler;
@@ -29,7 +43,8 @@ export interface AttachedEcho {
 export function attach(httpServer: HttpServer | HttpsServer, options: AttachOptions = {}): AttachedEcho {
   const { path = '/ws', onMessage, ...rest } = options;
   const paths = typeof path === 'string' ? [path] : [...path];
-  for (const p of paths) if (typeof p !== 'string' || !p.startsWith('/')) throw new ConfigError('path', `must start with '/', got '${String(p)}'`);
+  for (const p of paths)
+    if (typeof p !== 'string' || !p.startsWith('/')) throw new ConfigError('path', `must start with '/', got '${String(p)}'`);
   // Only listener settings apply: no ports are opened here.
   const settings = resolveSettings({ ...rest, wsPort: null, tcpPort: null, unixPath: null, rawPort: null });
   const core = new EchoCore(settings, onMessage);

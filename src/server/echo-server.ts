@@ -63,7 +63,8 @@ export interface EchoServer {
   /** Information served at `/info`. */
   info(): Record<string, unknown>;
   /** The certificate in use (after `listen()`), undefined with `insecure`. */
-  readonly tls: { fingerprint256: string; selfSigned: boolean; subject: string; notAfter: Date; certificatePem: string | undefined } | undefined;
+  readonly tls:
+    { fingerprint256: string; selfSigned: boolean; subject: string; notAfter: Date; certificatePem: string | undefined } | undefined;
   /** Warnings about weak but working configuration (after `listen()`); the CLI logs them. */
   readonly warnings: readonly string[];
   /**
@@ -175,7 +176,10 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   const streamServer = (listener: (socket: net.Socket) => void): net.Server => {
     const opts = { keepAlive: true, keepAliveInitialDelay: 60_000 };
     if (security?.tls === undefined) return net.createServer(opts, listener);
-    const server = tls.createServer({ ...security.tls.serverOptions, ALPNProtocols: undefined, handshakeTimeout: settings.handshakeTimeoutMs, ...opts }, listener);
+    const server = tls.createServer(
+      { ...security.tls.serverOptions, ALPNProtocols: undefined, handshakeTimeout: settings.handshakeTimeoutMs, ...opts },
+      listener,
+    );
     tlsServers.push(server);
     return server;
   };
@@ -214,7 +218,13 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         const what = 'path' in arg ? arg.path : `${arg.host}:${arg.port}`;
-        reject(new EchoError(ErrorCode.STATE, `${name} listener on ${what}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`, { cause: err }));
+        reject(
+          new EchoError(
+            ErrorCode.STATE,
+            `${name} listener on ${what}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`,
+            { cause: err },
+          ),
+        );
       };
       server.once('error', onError);
       server.listen(arg, () => {
@@ -239,7 +249,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   async function startUnix(path: string): Promise<void> {
     if (existsSync(path)) {
       // Only ever replace a socket: a mistyped path must not delete a user's file.
-      if (!lstatSync(path).isSocket()) throw new EchoError(ErrorCode.STATE, `unix listener on ${path}: the path exists and is not a socket`);
+      if (!lstatSync(path).isSocket())
+        throw new EchoError(ErrorCode.STATE, `unix listener on ${path}: the path exists and is not a socket`);
       // A socket file left by a process that died: replace it; a live one is an error.
       const live = await new Promise<boolean>((resolve) => {
         const probe = net.connect(path);
@@ -281,14 +292,22 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
           keepAliveTimeout: 5000,
         });
         const onWsListener = settings.adminPort === null ? metrics : undefined;
-        server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics: onWsListener, wsPaths: settings.wsPaths }));
+        server.on(
+          'request',
+          createRequestHandler({ ready: () => state === 'listening', info, metrics: onWsListener, wsPaths: settings.wsPaths }),
+        );
         const needsAdmission = security.auth !== undefined || security.origin !== undefined || settings.tlsClientAuth !== 'none';
         const upgradeOptions = { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined };
         server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
           handleUpgrade(core, upgradeOptions, req, socket, head);
         });
         server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-          if (socket.writable) socket.end(err.code === 'HPE_HEADER_OVERFLOW' ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+          if (socket.writable)
+            socket.end(
+              err.code === 'HPE_HEADER_OVERFLOW'
+                ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n'
+                : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
+            );
           else socket.destroy();
         });
         await listenOne('ws', server, { port: settings.wsPort, host: settings.host });
@@ -304,7 +323,10 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
       }
       if (settings.unixPath !== null) await startUnix(settings.unixPath);
       if (settings.adminPort !== null) {
-        const server = httpServer({ headersTimeout: settings.handshakeTimeoutMs, requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000) });
+        const server = httpServer({
+          headersTimeout: settings.handshakeTimeoutMs,
+          requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000),
+        });
         server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics, wsPaths: [] }));
         await listenOne('admin', server, { port: settings.adminPort, host: settings.host });
         addresses.admin = bound(server);
@@ -401,7 +423,13 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     get tls() {
       const t = security?.tls;
       if (t === undefined) return undefined;
-      return { fingerprint256: t.fingerprint256, selfSigned: t.selfSigned, subject: t.subject, notAfter: t.notAfter, certificatePem: t.generatedCertPem };
+      return {
+        fingerprint256: t.fingerprint256,
+        selfSigned: t.selfSigned,
+        subject: t.subject,
+        notAfter: t.notAfter,
+        certificatePem: t.generatedCertPem,
+      };
     },
     get warnings() {
       return [...(security?.warnings ?? []), ...(security?.tls?.warnings ?? [])];

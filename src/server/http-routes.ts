@@ -60,7 +60,10 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     }
     if (ctx.wsPaths.includes(path)) {
       res.setHeader('upgrade', 'websocket');
-      return json(res, 426, { error: 'this is a WebSocket echo endpoint: connect with a WebSocket client', endpoints: ['/healthz', '/readyz', '/info'] });
+      return json(res, 426, {
+        error: 'this is a WebSocket echo endpoint: connect with a WebSocket client',
+        endpoints: ['/healthz', '/readyz', '/info'],
+      });
     }
     json(res, 404, { error: 'not found' });
   };

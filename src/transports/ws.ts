@@ -66,7 +66,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
       if (this.batchIn > 0) conn.received(this.batchIn);
       if (this.batchOut > 0) {
         conn.sent(this.batchOut);
-        if (channels.flush.hasSubscribers) channels.flush.publish({ connection: conn, messages: this.batchOut, flushedAt: performance.now() });
+        if (channels.flush.hasSubscribers)
+          channels.flush.publish({ connection: conn, messages: this.batchOut, flushedAt: performance.now() });
       }
     }
   }
@@ -112,7 +113,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   }
 
   private onV1Message(opcode: WsDataOpcode, buf: Buffer, start: number, end: number, inPlace: boolean): void {
-    if (opcode !== WsOpcode.BINARY) throw new ProtocolError(ErrorCode.PROTOCOL, CloseCode.UNSUPPORTED_DATA, 'echo.v1 messages must be binary');
+    if (opcode !== WsOpcode.BINARY)
+      throw new ProtocolError(ErrorCode.PROTOCOL, CloseCode.UNSUPPORTED_DATA, 'echo.v1 messages must be binary');
     const limits: V1Limits = this.core.settings;
     const p = parseBody(buf, start, end, limits);
     switch (p.opcode) {
@@ -122,7 +124,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         const header = p.headerStart >= 0 ? parseHeader(buf, p.headerStart, p.headerEnd) : undefined;
         if (header !== undefined && this.core.replay !== undefined) this.core.checkReplay(this.conn, header);
         if (channels.message.hasSubscribers && (header !== undefined || sampleMessage())) this.publish(kind, end - p.payloadStart, header);
-        if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(p.payloadStart, end)), header)) return;
+        if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(p.payloadStart, end)), header))
+          return;
         if (header === undefined) return this.echo(WsOpcode.BINARY, buf, start, end, inPlace);
         const stamped = stampHeader(header, this.stamp());
         this.sendBody(encodeBody(p.opcode, buf.subarray(p.payloadStart, end), stamped));
@@ -133,7 +136,14 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(p.payloadStart, end)));
         return;
       case V1Opcode.HELLO:
-        this.sendBody(encodeBody(V1Opcode.HELLO, Buffer.from(JSON.stringify({ v: 1, ok: true, conn: this.conn.id, instance: this.core.settings.instance, identity: this.conn.identity }))));
+        this.sendBody(
+          encodeBody(
+            V1Opcode.HELLO,
+            Buffer.from(
+              JSON.stringify({ v: 1, ok: true, conn: this.conn.id, instance: this.core.settings.instance, identity: this.conn.identity }),
+            ),
+          ),
+        );
         return;
       default:
         return; // pong, and close (the WebSocket close frame closes a WebSocket)
@@ -155,7 +165,15 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   private publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
     if (this.rxAt === 0) this.rxAt = performance.now();
     const id = typeof header?.['id'] === 'string' ? header['id'] : `${this.conn.id}-${this.conn.messagesIn + this.batchIn}`;
-    channels.message.publish({ connection: this.conn, id, kind, size, header, receivedAt: this.rxAt, sampleRatio: header === undefined ? messageSampleRatio() : 1 });
+    channels.message.publish({
+      connection: this.conn,
+      id,
+      kind,
+      size,
+      header,
+      receivedAt: this.rxAt,
+      sampleRatio: header === undefined ? messageSampleRatio() : 1,
+    });
   }
 
   private sendBody(body: Buffer): void {

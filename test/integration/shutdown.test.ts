@@ -99,27 +99,31 @@ describe('library close({ drainMs })', () => {
     await assert.rejects(s.server.listen(), /closed/);
   });
 
-  test('while draining: TCP stops accepting; the HTTP listener answers /readyz 503 and refuses upgrades with 503', { timeout: 10_000 }, async () => {
-    const s = await startServer();
-    // A peer that never answers the close keeps the drain open.
-    const hold = await RawSocket.connect({ port: s.tcpPort });
-    await hold.write(encodeFrame(V1Opcode.PING, Buffer.alloc(0)));
-    await readV1Frames(hold, 1);
-    const closing = s.server.close({ drainMs: 1000 });
-    const [close] = await readV1Frames(hold, 1);
-    assert.equal(close?.opcode, V1Opcode.CLOSE);
-    assert.equal(close?.payload.readUInt16BE(0), 1001);
-    const sock = net.connect(s.tcpPort, '127.0.0.1');
-    const [err] = (await once(sock, 'error')) as [NodeJS.ErrnoException];
-    assert.equal(err.code, 'ECONNREFUSED', 'the TCP port still accepts');
-    // Probes keep reaching the HTTP side until the drain ends, so they see "not ready".
-    assert.equal((await httpGet(s.wsPort, '/readyz')).status, 503);
-    assert.equal(await refusedUpgradeStatus(`ws://127.0.0.1:${s.wsPort}/`), 503);
-    // The peer now answers: the drain completes cleanly.
-    await hold.write(encodeFrame(V1Opcode.CLOSE, close?.payload ?? Buffer.alloc(0)));
-    await hold.waitClose();
-    assert.deepEqual(await closing, { clean: true });
-  });
+  test(
+    'while draining: TCP stops accepting; the HTTP listener answers /readyz 503 and refuses upgrades with 503',
+    { timeout: 10_000 },
+    async () => {
+      const s = await startServer();
+      // A peer that never answers the close keeps the drain open.
+      const hold = await RawSocket.connect({ port: s.tcpPort });
+      await hold.write(encodeFrame(V1Opcode.PING, Buffer.alloc(0)));
+      await readV1Frames(hold, 1);
+      const closing = s.server.close({ drainMs: 1000 });
+      const [close] = await readV1Frames(hold, 1);
+      assert.equal(close?.opcode, V1Opcode.CLOSE);
+      assert.equal(close?.payload.readUInt16BE(0), 1001);
+      const sock = net.connect(s.tcpPort, '127.0.0.1');
+      const [err] = (await once(sock, 'error')) as [NodeJS.ErrnoException];
+      assert.equal(err.code, 'ECONNREFUSED', 'the TCP port still accepts');
+      // Probes keep reaching the HTTP side until the drain ends, so they see "not ready".
+      assert.equal((await httpGet(s.wsPort, '/readyz')).status, 503);
+      assert.equal(await refusedUpgradeStatus(`ws://127.0.0.1:${s.wsPort}/`), 503);
+      // The peer now answers: the drain completes cleanly.
+      await hold.write(encodeFrame(V1Opcode.CLOSE, close?.payload ?? Buffer.alloc(0)));
+      await hold.waitClose();
+      assert.deepEqual(await closing, { clean: true });
+    },
+  );
 
   test('drain deadline: peers that never answer the close frame → { clean: false } and they are gone', { timeout: 10_000 }, async () => {
     const s = await startServer();

@@ -32,16 +32,56 @@ const option = <K extends keyof Settings>(name: K, value: unknown): Settings[K] 
 describe('defaults', () => {
   test('DEFAULTS has the documented values', () => {
     assert.deepEqual({ ...DEFAULTS, wsPaths: [...DEFAULTS.wsPaths] }, {
-      host: '0.0.0.0', wsPort: 8080, wsPaths: ['/', '/ws'], tcpPort: 9000, tcpFraming: 'v1', unixPath: null,
-      rawPort: null, insecure: false, instance: hostname(), maxConnections: 100_000, maxFrameBytes: 1_048_576,
-      maxHeaderBytes: 4096, maxQueueBytes: 1_048_576, stallTimeoutMs: 30_000, idleTimeoutMs: 600_000,
-      keepaliveIntervalMs: 30_000, handshakeTimeoutMs: 10_000, drainTimeoutMs: 10_000, logLevel: 'info',
-      logFormat: 'auto', workers: 1, metrics: true, adminPort: null, traceSampleRatio: 0.01,
-      tlsCert: null, tlsKey: null, tlsCa: null, tlsClientAuth: 'none', tlsHostnames: [], auth: 'none',
-      authTokensFile: null, authTokens: null, authQueryParam: 'token', jwtSecret: null, jwtPublicKey: null,
-      jwtJwksUrl: null, jwtAudience: null, jwtIssuer: null, jwtClockToleranceMs: 30_000, allowedOrigins: null,
-      rateMessages: 0, rateBytes: 0, clientRateMessages: 0, clientRateBytes: 0, rateBurstMs: 1000, rateCeiling: 0,
-      maxConnectionsPerClient: 0, maxClients: 100_000, replayWindowMs: null, replayMaxEntries: 100_000,
+      host: '0.0.0.0',
+      wsPort: 8080,
+      wsPaths: ['/', '/ws'],
+      tcpPort: 9000,
+      tcpFraming: 'v1',
+      unixPath: null,
+      rawPort: null,
+      insecure: false,
+      instance: hostname(),
+      maxConnections: 100_000,
+      maxFrameBytes: 1_048_576,
+      maxHeaderBytes: 4096,
+      maxQueueBytes: 1_048_576,
+      stallTimeoutMs: 30_000,
+      idleTimeoutMs: 600_000,
+      keepaliveIntervalMs: 30_000,
+      handshakeTimeoutMs: 10_000,
+      drainTimeoutMs: 10_000,
+      logLevel: 'info',
+      logFormat: 'auto',
+      workers: 1,
+      metrics: true,
+      adminPort: null,
+      traceSampleRatio: 0.01,
+      tlsCert: null,
+      tlsKey: null,
+      tlsCa: null,
+      tlsClientAuth: 'none',
+      tlsHostnames: [],
+      auth: 'none',
+      authTokensFile: null,
+      authTokens: null,
+      authQueryParam: 'token',
+      jwtSecret: null,
+      jwtPublicKey: null,
+      jwtJwksUrl: null,
+      jwtAudience: null,
+      jwtIssuer: null,
+      jwtClockToleranceMs: 30_000,
+      allowedOrigins: null,
+      rateMessages: 0,
+      rateBytes: 0,
+      clientRateMessages: 0,
+      clientRateBytes: 0,
+      rateBurstMs: 1000,
+      rateCeiling: 0,
+      maxConnectionsPerClient: 0,
+      maxClients: 100_000,
+      replayWindowMs: null,
+      replayMaxEntries: 100_000,
     } satisfies Settings);
   });
 
@@ -72,21 +112,45 @@ describe('defaults', () => {
 describe('value syntax', () => {
   test('durations: plain milliseconds and ms/s/m/h suffixes, decimals, any case', () => {
     const ok: Array<[unknown, number]> = [
-      ['250', 250], [250, 250], ['0', 0], ['500ms', 500], ['30s', 30_000], ['5m', 300_000], ['1h', 3_600_000],
-      ['1.5s', 1500], ['1.005s', 1005], ['0.57s', 570], ['0.5m', 30_000], ['2S', 2000], ['10MS', 10], [' 7s ', 7000], ['2.0', 2],
+      ['250', 250],
+      [250, 250],
+      ['0', 0],
+      ['500ms', 500],
+      ['30s', 30_000],
+      ['5m', 300_000],
+      ['1h', 3_600_000],
+      ['1.5s', 1500],
+      ['1.005s', 1005],
+      ['0.57s', 570],
+      ['0.5m', 30_000],
+      ['2S', 2000],
+      ['10MS', 10],
+      [' 7s ', 7000],
+      ['2.0', 2],
     ];
     for (const [raw, ms] of ok) assert.equal(option('idleTimeoutMs', raw), ms, `idleTimeoutMs ${String(raw)}`);
-    const bad: unknown[] = ['-5', '-1s', '10x', '5 m', 's', '', '1.5', '0.0005s', '1e3', NaN, Infinity, 1.5, true,
-      null, 2 ** 31, '25d'];
+    const bad: unknown[] = ['-5', '-1s', '10x', '5 m', 's', '', '1.5', '0.0005s', '1e3', NaN, Infinity, 1.5, true, null, 2 ** 31, '25d'];
     for (const raw of bad) throwsConfig(() => option('idleTimeoutMs', raw), 'idleTimeoutMs', /must be a duration/);
     throwsConfig(() => option('handshakeTimeoutMs', 0), 'handshakeTimeoutMs', /from 1 to 2147483647 ms/);
   });
 
   test('sizes: plain bytes, KiB/MiB/GiB (1024) and kb/mb/gb (1000), any case', () => {
     const ok: Array<[unknown, number]> = [
-      ['4096', 4096], [4096, 4096], ['1b', 1], ['64KiB', 65_536], ['64kib', 65_536], ['1MiB', 1_048_576],
-      ['1mib', 1_048_576], ['1GiB', 2 ** 30], ['4kb', 4000], ['4KB', 4000], ['1mb', 1_000_000], ['1GB', 1e9],
-      ['1.5KiB', 1536], ['0.57kb', 570], ['0.29mb', 290_000],
+      ['4096', 4096],
+      [4096, 4096],
+      ['1b', 1],
+      ['64KiB', 65_536],
+      ['64kib', 65_536],
+      ['1MiB', 1_048_576],
+      ['1mib', 1_048_576],
+      ['1GiB', 2 ** 30],
+      ['4kb', 4000],
+      ['4KB', 4000],
+      ['1mb', 1_000_000],
+      ['1GB', 1e9],
+      ['1.5KiB', 1536],
+      ['0.57kb', 570],
+      ['0.29mb', 290_000],
     ];
     for (const [raw, bytes] of ok) assert.equal(option('maxFrameBytes', raw), bytes, `maxFrameBytes ${String(raw)}`);
     const bad: unknown[] = ['10x', '-1', '0', 0, '2GiB', '1.1KiB', '1 MiB', 'KiB', '1k', '', 1.5, NaN, null, [1]];

@@ -19,12 +19,16 @@ interface Container {
 const ROUTES = new Set(['/healthz', '/readyz', '/info', '/metrics']);
 
 function echoContainers(file: string): Container[] {
-  const docs = parseAllDocuments(readFileSync(new URL(`../../../deploy/k8s/${file}`, import.meta.url), 'utf8')).map((d) => d.toJS() as Record<string, unknown>);
+  const docs = parseAllDocuments(readFileSync(new URL(`../../../deploy/k8s/${file}`, import.meta.url), 'utf8')).map(
+    (d) => d.toJS() as Record<string, unknown>,
+  );
   const out: Container[] = [];
   for (const d of docs) {
-    const spec = (d['kind'] === 'Pod' ? d['spec'] : ((d['spec'] as Record<string, unknown> | undefined)?.['template'] as Record<string, unknown> | undefined)?.['spec']) as
-      | { containers: Container[] }
-      | undefined;
+    const spec = (
+      d['kind'] === 'Pod'
+        ? d['spec']
+        : ((d['spec'] as Record<string, unknown> | undefined)?.['template'] as Record<string, unknown> | undefined)?.['spec']
+    ) as { containers: Container[] } | undefined;
     for (const c of spec?.containers ?? []) if (c.image.startsWith('echoserver')) out.push(c);
   }
   return out;

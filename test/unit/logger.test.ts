@@ -2,13 +2,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { channels } from '../../src/core/events.js';
-import type {
-  ConnectionCloseEvent,
-  ConnectionOpenEvent,
-  ErrorEvent,
-  MessageEvent,
-  RejectEvent,
-} from '../../src/core/events.js';
+import type { ConnectionCloseEvent, ConnectionOpenEvent, ErrorEvent, MessageEvent, RejectEvent } from '../../src/core/events.js';
 import type { ConnectionInfo } from '../../src/core/types.js';
 import { attachLogging, createLogger, REDACTED, type LogLevel } from '../../src/observability/logger.js';
 

@@ -133,8 +133,7 @@ describe('createMetrics', () => {
   it('follows gauges up and down and counters up', async () => {
     const live = stats();
     const m = createMetrics({ stats: () => ({ ws: live }) }, { collectDefault: false, designNames: 'inline' });
-    const open = async (): Promise<number | undefined> =>
-      sample(await m.render(), 'echo_connections_open{transport="ws"}');
+    const open = async (): Promise<number | undefined> => sample(await m.render(), 'echo_connections_open{transport="ws"}');
     assert.equal(await open(), 0);
     live.connectionsOpen = 2;
     live.queuedBytes = 100;
