@@ -43,29 +43,44 @@ export interface FrameSpec {
 const toBytes = (p: Uint8Array | string | undefined): Buffer =>
   p === undefined ? Buffer.alloc(0) : typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
 
+/** Mask keys come from a pool of random bytes (one crypto call per 16,384 frames, not per frame). */
+let keyPool = randomBytes(65536);
+let keyAt = keyPool.length;
+function nextKey(): Buffer {
+  if (keyAt + 4 > keyPool.length) {
+    keyPool = randomBytes(65536);
+    keyAt = 0;
+  }
+  keyAt += 4;
+  return keyPool.subarray(keyAt - 4, keyAt);
+}
+
 /** Encodes one client frame (masked with a random key unless `mask: false`). */
 export function clientFrame(spec: FrameSpec): Buffer {
   const payload = toBytes(spec.payload);
-  const declared = BigInt(spec.declaredLength ?? payload.length);
+  const declared = spec.declaredLength ?? payload.length;
   const masked = spec.mask ?? true;
-  const lenBytes = declared < 126n ? 0 : declared < 65536n ? 2 : 8;
-  const head = Buffer.alloc(2 + lenBytes + (masked ? 4 : 0));
-  head[0] = ((spec.fin ?? true) ? 0x80 : 0) | (((spec.rsv ?? 0) & 7) << 4) | (spec.opcode & 0x0f);
-  if (lenBytes === 0) head[1] = Number(declared);
+  const lenBytes = declared < 126 ? 0 : declared < 65536 ? 2 : 8;
+  const hlen = 2 + lenBytes + (masked ? 4 : 0);
+  const out = Buffer.allocUnsafe(hlen + payload.length);
+  out[0] = ((spec.fin ?? true) ? 0x80 : 0) | (((spec.rsv ?? 0) & 7) << 4) | (spec.opcode & 0x0f);
+  if (lenBytes === 0) out[1] = Number(declared);
   else if (lenBytes === 2) {
-    head[1] = 126;
-    head.writeUInt16BE(Number(declared), 2);
+    out[1] = 126;
+    out.writeUInt16BE(Number(declared), 2);
   } else {
-    head[1] = 127;
-    head.writeBigUInt64BE(declared, 2);
+    out[1] = 127;
+    out.writeBigUInt64BE(BigInt(declared), 2);
   }
-  if (!masked) return Buffer.concat([head, payload]);
-  head[1] = (head[1] as number) | 0x80;
-  const key = randomBytes(4);
-  key.copy(head, 2 + lenBytes);
-  const body = Buffer.allocUnsafe(payload.length);
-  for (let i = 0; i < payload.length; i++) body[i] = (payload[i] as number) ^ (key[i & 3] as number);
-  return Buffer.concat([head, body]);
+  if (!masked) {
+    payload.copy(out, hlen);
+    return out;
+  }
+  out[1] = (out[1] as number) | 0x80;
+  const key = nextKey();
+  key.copy(out, 2 + lenBytes);
+  for (let i = 0; i < payload.length; i++) out[hlen + i] = (payload[i] as number) ^ (key[i & 3] as number);
+  return out;
 }
 
 /** A close frame payload: u16be code + reason (a string is UTF-8 encoded; a Buffer is raw). */
@@ -134,8 +149,10 @@ export class ServerFrameParser {
       const frame: ServerFrame = { opcode: b0 & 0x0f, fin: (b0 & 0x80) !== 0, rsv: (b0 >> 4) & 7, masked, payload };
       if (masked) this.violations.push('server sent a masked frame (RFC 6455 §5.1)');
       if (frame.rsv !== 0) this.violations.push(`server frame with RSV bits ${frame.rsv} (no extension negotiated)`);
-      if ((frame.opcode > 2 && frame.opcode < 8) || frame.opcode > 0xa) this.violations.push(`server frame with reserved opcode ${frame.opcode}`);
-      if (frame.opcode >= 8 && (!frame.fin || len > 125)) this.violations.push(`invalid server control frame (fin=${frame.fin}, ${len} bytes)`);
+      if ((frame.opcode > 2 && frame.opcode < 8) || frame.opcode > 0xa)
+        this.violations.push(`server frame with reserved opcode ${frame.opcode}`);
+      if (frame.opcode >= 8 && (!frame.fin || len > 125))
+        this.violations.push(`invalid server control frame (fin=${frame.fin}, ${len} bytes)`);
       out.push(frame);
       this.buf = b.subarray(at + len);
       payload = Buffer.alloc(0);
@@ -189,8 +206,7 @@ export interface HandshakeResult {
 
 /** A message as Autobahn records it: reassembled data messages, pongs and pings in arrival order. */
 export type Received =
-  | { readonly kind: 'text' | 'binary'; readonly payload: Buffer }
-  | { readonly kind: 'pong' | 'ping'; readonly payload: Buffer };
+  { readonly kind: 'text' | 'binary'; readonly payload: Buffer } | { readonly kind: 'pong' | 'ping'; readonly payload: Buffer };
 
 export class RawWsClient {
   readonly frames: ServerFrame[] = [];
@@ -289,7 +305,9 @@ export class RawWsClient {
         }
         const response = parse();
         if (response.status !== 101) return; // read the refusal up to the server's FIN
-        const expected = createHash('sha1').update(key + GUID).digest('base64');
+        const expected = createHash('sha1')
+          .update(key + GUID)
+          .digest('base64');
         if (response.headers['sec-websocket-accept'] !== expected) {
           finish(new Error(`handshake: bad Sec-WebSocket-Accept ${response.headers['sec-websocket-accept']}`));
           return;
@@ -300,7 +318,8 @@ export class RawWsClient {
       const onEnd = (): void => {
         if (headEnd === -1) {
           headEnd = acc.indexOf('\r\n\r\n');
-          if (headEnd === -1) return finish(new Error(`handshake: connection ended without a response: ${JSON.stringify(acc.toString('latin1'))}`));
+          if (headEnd === -1)
+            return finish(new Error(`handshake: connection ended without a response: ${JSON.stringify(acc.toString('latin1'))}`));
         }
         socket.end();
         finish(undefined, { response: parse(), client: undefined });
@@ -371,7 +390,7 @@ export class RawWsClient {
     // Chopped: yield to the event loop after every piece. The server under test usually runs
     // in this very process; without the yield it could not read before the last piece was
     // written and would see one coalesced read, not the chops.
-    for (let i = 0; i < all.length && this.writable; ) {
+    for (let i = 0; i < all.length && this.writable;) {
       const n = typeof chop === 'object' && i >= chop.headBytes ? chop.then : size;
       await this.writeOne(all.subarray(i, i + n));
       await new Promise<void>((resolve) => setImmediate(resolve));

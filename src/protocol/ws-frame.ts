@@ -142,6 +142,8 @@ export class WsReceiver {
   private fragments: Buffer[] | undefined = undefined;
   private fragBytes = 0;
   private utf8: Utf8Validator | undefined = undefined;
+  /** The text payload being collected across reads is validated as it arrives (fail fast). */
+  private streamText = false;
 
   constructor(
     private readonly handler: WsReceiverHandler,
@@ -241,6 +243,11 @@ export class WsReceiver {
         this.targetAt = RESERVE;
         this.targetEnd = RESERVE + plen;
         this.state = State.PAYLOAD;
+        this.streamText = opcode === WsOpcode.TEXT || (opcode === WsOpcode.CONTINUATION && this.fragOpcode === WsOpcode.TEXT);
+        if (opcode === WsOpcode.TEXT) {
+          this.utf8 ??= new Utf8Validator();
+          this.utf8.reset();
+        }
         pos = this.fill(buf, start);
       }
     }
@@ -252,22 +259,28 @@ export class WsReceiver {
     const target = this.target as Buffer;
     const n = Math.min(buf.length - pos, this.targetEnd - this.targetAt);
     maskCopy(buf, pos, pos + n, target, this.targetAt, this.key, 0, this.phase);
+    if (this.streamText && !(this.utf8 as Utf8Validator).push(target, this.targetAt, this.targetAt + n)) throw invalidUtf8();
     this.targetAt += n;
     this.phase = (this.phase + n) & 3;
     if (this.targetAt === this.targetEnd) {
       this.target = undefined;
       this.state = State.HEADER;
-      this.frame(target, RESERVE, this.targetEnd, false, 0);
+      const validated = this.streamText;
+      this.streamText = false;
+      this.frame(target, RESERVE, this.targetEnd, false, 0, validated);
     }
     return pos + n;
   }
 
   /** One complete frame with its payload unmasked at `buf[start, end)`. */
-  private frame(buf: Buffer, start: number, end: number, inPlace: boolean, frameStart: number): void {
+  /** `validated`: a text payload already fed to `this.utf8` while it was collected. */
+  private frame(buf: Buffer, start: number, end: number, inPlace: boolean, frameStart: number, validated = false): void {
     const opcode = this.opcode;
     if (opcode >= 0x8) return this.control(opcode, buf, start, end);
     if (opcode !== WsOpcode.CONTINUATION && this.fin) {
-      if (opcode === WsOpcode.TEXT && !isUtf8(buf.subarray(start, end))) throw invalidUtf8();
+      if (opcode === WsOpcode.TEXT) {
+        if (validated ? !(this.utf8 as Utf8Validator).complete : !isUtf8(buf.subarray(start, end))) throw invalidUtf8();
+      }
       this.handler.onMessage(opcode as WsDataOpcode, buf, start, end, inPlace, frameStart);
       return;
     }
@@ -276,14 +289,14 @@ export class WsReceiver {
       this.fragOpcode = opcode;
       this.fragments = [];
       this.fragBytes = 0;
-      if (opcode === WsOpcode.TEXT) {
+      if (opcode === WsOpcode.TEXT && !validated) {
         this.utf8 ??= new Utf8Validator();
         this.utf8.reset();
       }
     }
     const isText = this.fragOpcode === WsOpcode.TEXT;
     const utf8 = this.utf8 as Utf8Validator;
-    if (isText && !utf8.push(buf, start, end)) throw invalidUtf8();
+    if (isText && !validated && !utf8.push(buf, start, end)) throw invalidUtf8();
     const fragments = this.fragments as Buffer[];
     if (end > start) {
       fragments.push(inPlace ? Buffer.from(buf.subarray(start, end)) : buf.subarray(start, end));

@@ -33,6 +33,12 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   private readonly core: EchoCore;
   /** Buffer that pending in-place echoes were written into, and their end. */
   private outBuf: Buffer | undefined = undefined;
+  /**
+   * Pending echoes are `outBuf[outStart, outPos)`. A flush never rewinds: bytes already handed
+   * to the socket may still be queued there (a full kernel buffer), so later echoes of the same
+   * read are written after them, never over them.
+   */
+  private outStart = 0;
   private outPos = 0;
   private batchIn = 0;
   private batchOut = 0;
@@ -54,7 +60,7 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
 
   onData(chunk: Buffer): void {
     this.outBuf = undefined;
-    this.outPos = 0;
+    this.outStart = this.outPos = 0;
     this.batchIn = this.batchOut = 0;
     this.rxAt = 0;
     try {
@@ -73,9 +79,9 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   }
 
   private flush(): void {
-    if (this.outPos > 0) {
-      this.conn.write((this.outBuf as Buffer).subarray(0, this.outPos));
-      this.outPos = 0;
+    if (this.outPos > this.outStart) {
+      this.conn.write((this.outBuf as Buffer).subarray(this.outStart, this.outPos));
+      this.outStart = this.outPos;
     }
   }
 
@@ -97,6 +103,7 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
       if (this.outBuf !== buf) {
         this.flush();
         this.outBuf = buf;
+        this.outStart = this.outPos = 0;
       }
       const at = this.outPos;
       const h = writeHeader(buf, at, opcode, len);
