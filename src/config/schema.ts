@@ -30,7 +30,7 @@ export interface Settings {
   instance: string;
   /** Concurrent connections, >= 1. @default 100000 */
   maxConnections: number;
-  /** Bytes: largest v1/len frame body and WebSocket message (sum of fragments), 1..2^31-1. @default 1048576 */
+  /** Bytes: largest v1/len frame body and WebSocket message (sum of fragments), 1..2^31-1. @default 16777216 */
   maxFrameBytes: number;
   /** Bytes: largest v1 metadata header, 2..65535. @default 4096 */
   maxHeaderBytes: number;
@@ -242,7 +242,9 @@ const ROWS = [
     unit: 'bytes',
     min: 1,
     max: 2 ** 31 - 1,
-    default: 1_048_576,
+    // 16 MiB: the largest messages of the standard WebSocket conformance suite (Autobahn 9.x)
+    // echo; memory per connection stays bounded by it.
+    default: 16_777_216,
     doc: 'Largest v1/len frame body and largest WebSocket message (sum of fragments).',
   }),
   // The echo adds `srv` (~150 bytes) to the header, whose length field is a u16: keep room for it.

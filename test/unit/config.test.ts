@@ -42,7 +42,7 @@ describe('defaults', () => {
       insecure: false,
       instance: hostname(),
       maxConnections: 100_000,
-      maxFrameBytes: 1_048_576,
+      maxFrameBytes: 16_777_216,
       maxHeaderBytes: 4096,
       maxQueueBytes: 1_048_576,
       stallTimeoutMs: 30_000,
