@@ -8,6 +8,7 @@ import { helpText, loadSettings, SETTINGS, type Settings } from '../config/index
 import { createEchoServer, VERSION, type EchoServer } from '../server/echo-server.js';
 import { attachLogging, createLogger, type Logger } from '../observability/logger.js';
 import { attachTracing, createTracing } from '../observability/tracing.js';
+import { probe } from './probe.js';
 
 /** Runs the CLI; resolves with the exit code (undefined: keep running, the server owns the loop). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
@@ -30,6 +31,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
       return 0;
     case 'serve':
       return serve(parsed.settings);
+    case 'probe': {
+      const url = parsed.rest[0];
+      if (url === undefined) {
+        process.stderr.write('echoserver: probe needs a URL, e.g. echoserver probe wss://127.0.0.1:8080/\n');
+        return 2;
+      }
+      const result = await probe(url, {
+        timeoutMs: Math.min(parsed.settings.handshakeTimeoutMs, 10_000),
+        verifyTls: !parsed.settings.insecure,
+      });
+      process.stdout.write(JSON.stringify(result) + '\n');
+      return result.ok ? 0 : 1;
+    }
     default:
       process.stderr.write(`echoserver: unknown command '${parsed.command}' (try --help)\n`);
       return 2;
