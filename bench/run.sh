@@ -4,7 +4,8 @@
 #   npm run bench -- [harness run.sh options] [SCENARIO...]      (from the repo root)
 #   bash bench/run.sh -r 1 -d 5 -w 2 S1 S4                        (same thing)
 #
-# Steps: copy the harness to a writable, cached work dir; install its Debian build
+# Steps: copy the harness to a writable, cached work dir and apply bench/loadgen-tls.patch to
+# the copy (wss:// and tls:// in the load generator); install its Debian build
 # dependencies if missing (root only); add the project's servers (bench/servers.conf) to the
 # copy's servers.conf; build dist/ if src/ is newer; run the harness; keep the report, raw
 # results and logs in bench/out/DATE-TIME/. It prints figures and never asserts on them.
@@ -16,6 +17,7 @@
 #   BENCH_WORK_DIR    writable copy, reused between runs (default: /tmp/echoserver-perf)
 #   BENCH_NO_DEFAULTS=1  pass only your arguments (e.g. to run every configured server)
 #   BENCH_SKIP_BUILD=1   don't run `npm run build` (measure dist/ as it is)
+#   BENCH_NO_PATCH=1     use the harness unpatched (no wss:// / tls://, so no project-tls)
 #   plus the harness's own: BENCH_SERVER_CPU, BENCH_LG_CPU, BENCH_PORT_BASE, GOCODE.
 set -euo pipefail
 
@@ -29,6 +31,9 @@ PERF_DIR=${PERF_DIR:-$GIT_TOP/../shared/perf}
 WORK=${BENCH_WORK_DIR:-/tmp/echoserver-perf}
 GOCODE=${GOCODE:-/usr/share/gocode}
 OUT_ROOT=$SCRIPT_DIR/out
+# Our patch to the harness copy (never to $PERF_DIR): wss:// and tls:// in the load generator.
+PATCH=$SCRIPT_DIR/loadgen-tls.patch
+[ "${BENCH_NO_PATCH:-0}" = 1 ] && PATCH=""
 
 q() { # shell-quote only where needed, for a readable command line
   local a out=()
@@ -92,7 +97,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     die "missing ${missing[*]}; as root run: apt-get update && apt-get install -y ${PKGS[*]}"
   fi
 fi
-for t in node npm taskset flock sha256sum; do command -v $t >/dev/null || die "$t not found"; done
+for t in node npm taskset flock sha256sum ${PATCH:+patch}; do command -v $t >/dev/null || die "$t not found"; done
 
 # ------------------------------------------------------------ writable copy of the harness
 
@@ -101,10 +106,19 @@ src_stamp() {
   (cd "$PERF_DIR" && find . -type f ! -path './bin/*' ! -path './peers/node/node_modules/*' \
     ! -path './peers/rust/target/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
 }
-STAMP=$(src_stamp)
+# The copy is patched: $PERF_DIR (read-only) is the pristine source, and the copy's stamp
+# covers the harness sources *and* the patch, so a changed harness or a changed patch gives a
+# fresh copy with the patch applied once (never twice: a reused copy is not patched again).
+HARNESS_STAMP=$(src_stamp)
+PATCH_STAMP=none
+[ -z "$PATCH" ] || PATCH_STAMP=$(sha256sum "$PATCH" | cut -d' ' -f1)
+STAMP="$HARNESS_STAMP patch:$PATCH_STAMP"
+patched_ok() { # the copy holds exactly the patched files (the patch reverses cleanly)
+  [ -z "$PATCH" ] || patch -d "$WORK" -p1 -R --dry-run --batch --force --quiet <"$PATCH" >/dev/null 2>&1
+}
 if [ -d "$WORK" ] && [ ! -w "$WORK" ]; then die "$WORK is not writable by you (set BENCH_WORK_DIR)"; fi
-if [ -f "$WORK/.echoserver-stamp" ] && [ "$(cat "$WORK/.echoserver-stamp")" = "$STAMP" ]; then
-  say "reusing $WORK (harness unchanged; builds cached)"
+if [ -f "$WORK/.echoserver-stamp" ] && [ "$(cat "$WORK/.echoserver-stamp")" = "$STAMP" ] && patched_ok; then
+  say "reusing $WORK (harness and patch unchanged; builds cached)"
 else
   say "copying $PERF_DIR -> $WORK"
   NEW=$(mktemp -d "$WORK.new.XXXXXX")
@@ -112,6 +126,13 @@ else
   cp -r "$PERF_DIR/." "$NEW/"
   chmod -R u+w "$NEW" # the shared copy is read-only and cp keeps the modes
   rm -rf "$NEW/bin" "$NEW/peers/node/node_modules" "$NEW/peers/rust/target"
+  if [ -n "$PATCH" ]; then
+    say "applying $(basename "$PATCH") to the copy"
+    if ! patch -d "$NEW" -p1 --forward --batch --no-backup-if-mismatch --quiet <"$PATCH"; then
+      rm -rf "$NEW"
+      die "$PATCH does not apply to $PERF_DIR (the harness changed?): refresh the patch, or run with BENCH_NO_PATCH=1 (no TLS servers)"
+    fi
+  fi
   if [ -d "$WORK" ]; then # keep build outputs: the harness rebuilds what is stale
     [ -d "$WORK/bin" ] && mv "$WORK/bin" "$NEW/bin"
     [ -d "$WORK/peers/rust/target" ] && mv "$WORK/peers/rust/target" "$NEW/peers/rust/target"
@@ -180,7 +201,8 @@ mkdir -p "$OUT"
   echo "date:       $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "invoked:    bench/run.sh $(q "$@")"
   echo "harness:    PROJECT_DIR=$PROJECT_DIR $(q "${CMD[@]}")"
-  echo "harness src: $PERF_DIR (sha256 of sources $STAMP)"
+  echo "harness src: $PERF_DIR (sha256 of sources $HARNESS_STAMP)"
+  echo "patch:      ${PATCH:-none (BENCH_NO_PATCH=1)} (sha256 $PATCH_STAMP)"
   echo "project:    $(git -C "$PROJECT_DIR" rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git -C "$PROJECT_DIR" status --porcelain 2>/dev/null | wc -l) uncommitted path(s)"
   echo "node:       $(node --version)"
 } >"$OUT/command.txt"

@@ -107,7 +107,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
       }
       const at = this.outPos;
       const h = writeHeader(buf, at, opcode, len);
-      if (at + h !== start) buf.copy(buf, at + h, start, end);
+      // copyWithin: a memmove with no allocation (Buffer.copy allocates a view per call).
+      if (at + h !== start) buf.copyWithin(at + h, start, end);
       this.outPos = at + h + len;
     } else {
       // A message collected across reads: its buffer has header room in front.
