@@ -387,6 +387,11 @@ function sweep(core: EchoCore): void {
   core.sweep();
 }
 
+/** A string as UTF-8, bytes as a Buffer view (no copy). */
+function toBuffer(data: string | Uint8Array): Buffer {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
 function unthrottle(conn: Connection): void {
   conn.throttled = false;
   if (conn.stalledSince === 0 && conn.state !== ConnState.CLOSED) conn.socket.resume();
@@ -437,7 +442,7 @@ function publicConnection(conn: WithPublic): EchoConnection {
     },
     send(data: string | Uint8Array, options: { kind?: MessageKind; header?: MetadataHeader } = {}): boolean {
       if (!conn.open) return false;
-      const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const payload = toBuffer(data);
       conn.protocol.send(options.kind ?? (typeof data === 'string' ? 'text' : 'binary'), payload, options.header);
       conn.sent(1);
       return true;

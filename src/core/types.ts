@@ -4,23 +4,25 @@ export type TransportName = 'ws' | 'tcp' | 'unix' | 'raw' | 'inproc';
 export type MessageKind = 'text' | 'binary';
 
 /** Why a connection was refused or closed; the same labels feed logs and metrics. */
-export type CloseReason =
-  | 'normal' // the peer closed cleanly
-  | 'shutdown' // server draining (1001)
-  | 'malformed' // 1002
-  | 'invalid-utf8' // 1007
-  | 'too-big' // 1009
-  | 'policy' // 1008 (generic)
-  | 'auth'
-  | 'rate'
-  | 'replay'
-  | 'limit' // connection limit (503 / 1013)
-  | 'idle' // idle timeout
-  | 'keepalive' // no answer to keepalive pings
-  | 'backpressure' // send queue stalled above its limit too long
-  | 'handshake' // handshake / hello timeout or failure
-  | 'error' // socket error (reset, EPIPE, ...)
-  | 'internal'; // 1011
+export const CLOSE_REASONS = [
+  'normal', // the peer closed cleanly
+  'shutdown', // server draining (1001)
+  'malformed', // 1002
+  'invalid-utf8', // 1007
+  'too-big', // 1009
+  'policy', // 1008 (generic)
+  'auth',
+  'rate',
+  'replay',
+  'limit', // connection limit (503 / 1013)
+  'idle', // idle timeout
+  'keepalive', // no answer to keepalive pings
+  'backpressure', // send queue stalled above its limit too long
+  'handshake', // handshake / hello timeout or failure
+  'error', // socket error (reset, EPIPE, ...)
+  'internal', // 1011
+] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
 
 /** Minimal metadata of one connection. Counters are live. */
 export interface ConnectionInfo {
