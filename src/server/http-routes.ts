@@ -4,6 +4,7 @@
  * provides it, /metrics. Everything else is 404; non-GET is 405.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CONSOLE_HTML } from './console.js';
 
 /** What `/metrics` and `/metrics/design` serve (src/observability/metrics.ts). */
 export interface MetricsSource {
@@ -28,6 +29,18 @@ const json = (res: ServerResponse, status: number, body: unknown): void => {
   res.end(text);
 };
 
+const html = (res: ServerResponse): void => {
+  res.writeHead(200, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(CONSOLE_HTML),
+    'cache-control': 'no-store',
+    // The page talks only to its own origin.
+    'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+    'x-content-type-options': 'nosniff',
+  });
+  res.end(CONSOLE_HTML);
+};
+
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
   return function onRequest(req, res) {
     const url = req.url ?? '/';
@@ -44,6 +57,8 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
         return ctx.ready() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'draining' });
       case '/info':
         return json(res, 200, ctx.info());
+      case '/console':
+        return html(res);
       case '/metrics':
       case '/metrics/design': {
         const m = ctx.metrics;
@@ -58,6 +73,8 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
         return;
       }
     }
+    // A browser opening the endpoint gets the console; other clients a hint.
+    if (path === '/' && (req.headers.accept ?? '').includes('text/html')) return html(res);
     if (ctx.wsPaths.includes(path)) {
       res.setHeader('upgrade', 'websocket');
       return json(res, 426, {
