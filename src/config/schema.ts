@@ -109,7 +109,7 @@ export interface Settings {
   maxClients: number;
   /** Replay protection: refuse a header `id` seen within this window, or a `ts` outside it; null = off. @default null */
   replayWindowMs: number | null;
-  /** Replay protection: ids remembered at most (memory cap; when full, new ids are refused). @default 100000 */
+  /** Replay protection: ids remembered per client (memory cap; when full, that client's new ids are refused). @default 10000 */
   replayMaxEntries: number;
 }
 
@@ -217,7 +217,7 @@ const ROWS = [
     flag: '--insecure',
     kind: 'bool',
     default: false,
-    doc: 'Allow plaintext on network listeners (required until TLS is configured).',
+    doc: 'Turn TLS off on the network listeners (plaintext); logs a warning when the bind address is not loopback.',
   }),
   row({
     name: 'instance',
@@ -532,8 +532,8 @@ const ROWS = [
     flag: '--replay-max-entries',
     kind: 'int',
     min: 1,
-    default: 100_000,
-    doc: 'Replay protection: message ids remembered at most (when full, new ids are refused).',
+    default: 10_000,
+    doc: 'Replay protection: message ids remembered per client, for up to 1024 clients (when a client is full, its new ids are refused).',
   }),
 ] as const;
 

@@ -11,7 +11,7 @@ import { channels } from './events.js';
 import { Connection, ConnState, type ProtocolAdapter } from './connection.js';
 import type { Authenticator } from '../security/auth.js';
 import { ClientLimits, clientKey, RateLimiter, rateCeilingError, type ClientLease, type RateLimitOptions } from '../security/rate-limit.js';
-import { replayError, type ReplayGuard } from '../security/replay.js';
+import { replayError, type ReplayGuards } from '../security/replay.js';
 import {
   LATENCY_BUCKETS_SECONDS,
   type CloseReason,
@@ -118,7 +118,7 @@ export class EchoCore {
   handler: MessageHandler | undefined;
   /** Security pieces (set by the server at listen; undefined = feature off). */
   auth: Authenticator | undefined;
-  replay: ReplayGuard | undefined;
+  replay: ReplayGuards | undefined;
   connectionRate: RateLimitOptions | undefined;
   clients: ClientLimits | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -130,7 +130,13 @@ export class EchoCore {
     handler?: MessageHandler,
   ) {
     this.handler = handler;
-    const periods = [settings.idleTimeoutMs, settings.keepaliveIntervalMs, settings.stallTimeoutMs, CLOSE_TIMEOUT_MS].filter((t) => t > 0);
+    const periods = [
+      settings.idleTimeoutMs,
+      settings.keepaliveIntervalMs,
+      settings.stallTimeoutMs,
+      settings.handshakeTimeoutMs,
+      CLOSE_TIMEOUT_MS,
+    ].filter((t) => t > 0);
     this.tickMs = Math.max(10, Math.min(1000, Math.floor(Math.min(...periods) / 4)));
   }
 
@@ -245,16 +251,19 @@ export class EchoCore {
 
   /** Replay protection for a metadata header (throws ProtocolError 1008 when refused). */
   checkReplay(conn: Connection, header: MetadataHeader): void {
-    const guard = this.replay;
-    if (guard === undefined) return;
+    const guards = this.replay;
+    if (guards === undefined) return;
     const id = header['id'];
     const ts = header['ts'];
     if (id === undefined && ts === undefined) return;
-    const verdict = guard.check(
-      typeof id === 'string' || typeof id === 'number' ? `${conn.clientKey}|${String(id)}` : undefined,
-      typeof ts === 'number' ? ts : ts === undefined ? undefined : NaN,
-      Date.now(),
-    );
+    // Per client: the authenticated identity (a hello may have set it after accept), else the key.
+    const verdict = guards
+      .for(conn.identity !== undefined ? `id:${conn.identity}` : conn.clientKey)
+      .check(
+        typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
+        typeof ts === 'number' ? ts : ts === undefined ? undefined : NaN,
+        Date.now(),
+      );
     if (verdict !== 'ok') throw replayError(verdict);
   }
 

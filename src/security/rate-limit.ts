@@ -207,13 +207,23 @@ export class RateLimiter {
     this.#bytes?.consume(bytes, now);
   }
 
-  /** {@link noteArrival} for a batch of `messages` totalling `bytes`. */
+  /**
+   * {@link noteArrival} for a batch of `messages` totalling `bytes` (one read). The whole batch
+   * must fit in the ceiling buckets: `take()` would admit any batch into debt whenever the bucket
+   * is full, and since reading is paused until the debt is repaid, the bucket is always full
+   * again by the next read — a flood packed into big reads would then never reach the ceiling.
+   * (A read is bounded by the socket's read size, so one large message spread over several
+   * reads is charged piecewise and is not refused for its size alone.)
+   */
   noteArrivals(messages: number, bytes: number, now: number): boolean {
     if (this.#ceilingExceeded) return true;
-    const wm = messages > 0 ? (this.#ceilMessages?.take(messages, now) ?? 0) : 0;
-    const wb = bytes > 0 ? (this.#ceilBytes?.take(bytes, now) ?? 0) : 0;
-    if (wm > 0 || wb > 0) this.#ceilingExceeded = true;
-    return this.#ceilingExceeded;
+    if (!fits(this.#ceilMessages, messages, now) || !fits(this.#ceilBytes, bytes, now)) {
+      this.#ceilingExceeded = true;
+      return true;
+    }
+    if (messages > 0) this.#ceilMessages?.consume(messages, now);
+    if (bytes > 0) this.#ceilBytes?.consume(bytes, now);
+    return false;
   }
 
   get ceilingExceeded(): boolean {
@@ -225,6 +235,11 @@ export class RateLimiter {
     for (const b of [this.#messages, this.#bytes, this.#ceilMessages, this.#ceilBytes]) if (b && !b.isFull(now)) return false;
     return true;
   }
+}
+
+/** True when `bucket` (if any) holds `n` tokens now, whole (no debt). */
+function fits(bucket: TokenBucket | undefined, n: number, now: number): boolean {
+  return bucket === undefined || n <= 0 || bucket.available(now) >= n * (1 - EPSILON);
 }
 
 /**

@@ -105,3 +105,44 @@ export class ReplayGuard {
 /** The close for a refused message (1008); the reason names the verdict, which is not a secret. */
 export const replayError = (verdict: Exclude<ReplayVerdict, 'ok'>): ProtocolError =>
   new ProtocolError(ErrorCode.REPLAY, CloseCode.POLICY_VIOLATION, `replay protection: ${verdict}`);
+
+/**
+ * One {@link ReplayGuard} per client (identity, else IP), so a client that fills its table
+ * is refused alone. Memory is bounded twice: `maxEntries` ids per client and `maxClients`
+ * tables; past that the least recently used client's table is dropped (that client's earlier
+ * ids could then be replayed once — an attacker would need `maxClients` other identities or
+ * addresses active in the window to cause it).
+ */
+export class ReplayGuards {
+  readonly #tables = new Map<string, ReplayGuard>();
+
+  constructor(
+    readonly options: ReplayGuardOptions,
+    /** @default 1024 (tables) */
+    readonly maxClients = 1024,
+  ) {
+    new ReplayGuard(options); // validates the options once, at start
+    if (!Number.isSafeInteger(maxClients) || maxClients < 1)
+      throw new ConfigError('replayMaxClients', `must be an integer >= 1, got ${maxClients}`);
+  }
+
+  /** The client's table (created on first use; most recently used last). */
+  for(clientKey: string): ReplayGuard {
+    let guard = this.#tables.get(clientKey);
+    if (guard !== undefined) {
+      this.#tables.delete(clientKey);
+    } else {
+      guard = new ReplayGuard(this.options);
+      if (this.#tables.size >= this.maxClients) {
+        const oldest = this.#tables.keys().next().value;
+        if (oldest !== undefined) this.#tables.delete(oldest);
+      }
+    }
+    this.#tables.set(clientKey, guard);
+    return guard;
+  }
+
+  get clients(): number {
+    return this.#tables.size;
+  }
+}

@@ -97,6 +97,19 @@ function splitOptions(options: EchoServerOptions): { settings: Readonly<Settings
   return { settings: resolveSettings(rest), onMessage };
 }
 
+/** Our HTTP listeners (plain or TLS: https.Server is not an http.Server subclass). */
+function isHttp(server: net.Server): server is http.Server | https.Server {
+  return server instanceof http.Server || server instanceof https.Server;
+}
+
+/**
+ * A TLS handshake that fails or times out (handshakeTimeout) only emits `tlsClientError` on
+ * Node 20; the socket would stay open: destroy it (slowloris on the TLS layer).
+ */
+function onTlsClientError(this: tls.Server, _err: Error, socket: tls.TLSSocket): void {
+  socket.destroy();
+}
+
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   const { settings, onMessage } = splitOptions(options);
   const core = new EchoCore(settings, onMessage);
@@ -180,6 +193,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
       { ...security.tls.serverOptions, ALPNProtocols: undefined, handshakeTimeout: settings.handshakeTimeoutMs, ...opts },
       listener,
     );
+    server.on('tlsClientError', onTlsClientError);
     tlsServers.push(server);
     return server;
   };
@@ -187,6 +201,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   const httpServer = (options: http.ServerOptions): http.Server => {
     if (security?.tls === undefined) return http.createServer(options);
     const server = https.createServer({ ...security.tls.serverOptions, handshakeTimeout: settings.handshakeTimeoutMs, ...options });
+    server.on('tlsClientError', onTlsClientError);
     tlsServers.push(server);
     return server;
   };
@@ -352,7 +367,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         ({ server }) =>
           new Promise<void>((resolve) => {
             server.close(() => resolve());
-            if (server instanceof http.Server) server.closeAllConnections();
+            if (isHttp(server)) server.closeAllConnections();
           }),
       ),
     );
@@ -372,7 +387,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     // Stop accepting stream connections; the HTTP listeners stay up while draining so probes
     // see /readyz 503 (and new upgrades get 503), then close with everything else.
     for (const { server } of servers) {
-      if (!(server instanceof http.Server)) server.close();
+      if (!isHttp(server)) server.close();
     }
     const clean = await core.drain(drainMs);
     core.stop();

@@ -11,7 +11,7 @@ import { ConfigError } from '../errors.js';
 import { createAuthenticator, loadTokens, parseTokens, type Authenticator } from '../security/auth.js';
 import { createOriginCheck, selfOrigins, type OriginCheck } from '../security/origin.js';
 import { ClientLimits, rateLimitEnabled, type RateLimitOptions } from '../security/rate-limit.js';
-import { ReplayGuard } from '../security/replay.js';
+import { ReplayGuards } from '../security/replay.js';
 import { loadTlsMaterial, type TlsMaterial } from '../security/tls.js';
 
 export interface SecurityContext {
@@ -25,7 +25,7 @@ export interface SecurityContext {
   readonly clients: ClientLimits | undefined;
   /** Per-connection rate; undefined when unlimited. */
   readonly connectionRate: RateLimitOptions | undefined;
-  readonly replay: ReplayGuard | undefined;
+  readonly replay: ReplayGuards | undefined;
   /** Configuration that works but is weak: the CLI logs these. */
   readonly warnings: string[];
 }
@@ -49,7 +49,8 @@ export async function loadTls(settings: Readonly<Settings>): Promise<TlsMaterial
 
 export async function createSecurity(settings: Readonly<Settings>, env: NodeJS.ProcessEnv = process.env): Promise<SecurityContext> {
   const warnings: string[] = [];
-  const networkListeners = settings.wsPort !== null || settings.tcpPort !== null || settings.rawPort !== null || settings.adminPort !== null;
+  const networkListeners =
+    settings.wsPort !== null || settings.tcpPort !== null || settings.rawPort !== null || settings.adminPort !== null;
   const tls = settings.insecure || !networkListeners ? undefined : await loadTls(settings);
   if (settings.insecure && (settings.tlsCert !== null || settings.tlsClientAuth !== 'none')) {
     throw new ConfigError('insecure', 'cannot be combined with --tls-cert or --tls-client-auth');
@@ -79,14 +80,26 @@ export async function createSecurity(settings: Readonly<Settings>, env: NodeJS.P
   if (auth !== undefined) warnings.push(...auth.warnings);
   // Framings without a hello cannot carry credentials: only a client certificate can identify them.
   if (auth !== undefined && settings.tlsClientAuth !== 'require') {
-    if (settings.tcpPort !== null && settings.tcpFraming === 'len') throw new ConfigError('tcpFraming', "'len' carries no credentials: use v1 (hello) or --tls-client-auth require with --auth");
-    if (settings.rawPort !== null) throw new ConfigError('rawPort', 'the raw echo carries no credentials: turn it off or use --tls-client-auth require with --auth');
+    if (settings.tcpPort !== null && settings.tcpFraming === 'len')
+      throw new ConfigError('tcpFraming', "'len' carries no credentials: use v1 (hello) or --tls-client-auth require with --auth");
+    if (settings.rawPort !== null)
+      throw new ConfigError('rawPort', 'the raw echo carries no credentials: turn it off or use --tls-client-auth require with --auth');
   }
 
   const burstSec = settings.rateBurstMs / 1000;
   const ceilingFactor = settings.rateCeiling > 0 ? settings.rateCeiling : undefined;
-  const connectionRate: RateLimitOptions = { messagesPerSec: settings.rateMessages, bytesPerSec: settings.rateBytes, burstSec, ceilingFactor };
-  const clientRate: RateLimitOptions = { messagesPerSec: settings.clientRateMessages, bytesPerSec: settings.clientRateBytes, burstSec, ceilingFactor };
+  const connectionRate: RateLimitOptions = {
+    messagesPerSec: settings.rateMessages,
+    bytesPerSec: settings.rateBytes,
+    burstSec,
+    ceilingFactor,
+  };
+  const clientRate: RateLimitOptions = {
+    messagesPerSec: settings.clientRateMessages,
+    bytesPerSec: settings.clientRateBytes,
+    burstSec,
+    ceilingFactor,
+  };
   const clients =
     rateLimitEnabled(clientRate) || settings.maxConnectionsPerClient > 0
       ? new ClientLimits({ rate: clientRate, maxConnectionsPerClient: settings.maxConnectionsPerClient, maxEntries: settings.maxClients })
@@ -104,7 +117,10 @@ export async function createSecurity(settings: Readonly<Settings>, env: NodeJS.P
     origin,
     clients,
     connectionRate: rateLimitEnabled(connectionRate) ? connectionRate : undefined,
-    replay: settings.replayWindowMs === null ? undefined : new ReplayGuard({ windowMs: settings.replayWindowMs, maxEntries: settings.replayMaxEntries }),
+    replay:
+      settings.replayWindowMs === null
+        ? undefined
+        : new ReplayGuards({ windowMs: settings.replayWindowMs, maxEntries: settings.replayMaxEntries }),
     warnings,
   };
 }

@@ -42,7 +42,8 @@ abstract class SpanEcho {
     if (this.batchIn > 0) conn.received(this.batchIn);
     if (this.batchOut > 0) {
       conn.sent(this.batchOut);
-      if (channels.flush.hasSubscribers) channels.flush.publish({ connection: conn, messages: this.batchOut, flushedAt: performance.now() });
+      if (channels.flush.hasSubscribers)
+        channels.flush.publish({ connection: conn, messages: this.batchOut, flushedAt: performance.now() });
     }
   }
 
@@ -61,7 +62,9 @@ abstract class SpanEcho {
 
   protected flush(): void {
     if (this.spanBuf !== undefined) {
-      this.conn.write(this.spanStart === 0 && this.spanEnd === this.spanBuf.length ? this.spanBuf : this.spanBuf.subarray(this.spanStart, this.spanEnd));
+      this.conn.write(
+        this.spanStart === 0 && this.spanEnd === this.spanBuf.length ? this.spanBuf : this.spanBuf.subarray(this.spanStart, this.spanEnd),
+      );
       this.spanBuf = undefined;
     }
   }
@@ -69,7 +72,15 @@ abstract class SpanEcho {
   protected publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
     if (this.rxAt === 0) this.rxAt = performance.now();
     const id = typeof header?.['id'] === 'string' ? header['id'] : `${this.conn.id}-${this.conn.messagesIn + this.batchIn}`;
-    channels.message.publish({ connection: this.conn, id, kind, size, header, receivedAt: this.rxAt, sampleRatio: header === undefined ? messageSampleRatio() : 1 });
+    channels.message.publish({
+      connection: this.conn,
+      id,
+      kind,
+      size,
+      header,
+      receivedAt: this.rxAt,
+      sampleRatio: header === undefined ? messageSampleRatio() : 1,
+    });
   }
 }
 
@@ -97,7 +108,9 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
     super(conn);
     this.decoder = new V1Decoder(this, conn.core.settings);
     this.awaitingHello = requireHello;
-    if (requireHello) conn.helloDeadline = conn.core.now + conn.core.settings.handshakeTimeoutMs;
+    // Date.now(), not the coarse core.now: that can be up to one sweep tick (1 s) old, which
+    // would cut a client's hello time short by as much (or entirely, for short timeouts).
+    if (requireHello) conn.helloDeadline = Date.now() + conn.core.settings.handshakeTimeoutMs;
   }
 
   get bufferedBytes(): number {
@@ -113,7 +126,15 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
     }
   }
 
-  onV1Frame(opcode: V1Opcode, buf: Buffer, frameStart: number, headerStart: number, headerEnd: number, payloadStart: number, end: number): void {
+  onV1Frame(
+    opcode: V1Opcode,
+    buf: Buffer,
+    frameStart: number,
+    headerStart: number,
+    headerEnd: number,
+    payloadStart: number,
+    end: number,
+  ): void {
     const conn = this.conn;
     if (this.awaitingHello) {
       if (this.held !== undefined) return this.hold(opcode, buf, frameStart, headerStart, headerEnd, payloadStart, end);
@@ -173,7 +194,10 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
 
   private helloReply(): Buffer {
     const conn = this.conn;
-    return encodeFrame(V1Opcode.HELLO, Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance: this.core.settings.instance, identity: conn.identity })));
+    return encodeFrame(
+      V1Opcode.HELLO,
+      Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance: this.core.settings.instance, identity: conn.identity })),
+    );
   }
 
   /** Keeps a copy of a frame that arrived while the hello is being checked (bounded). */
@@ -183,7 +207,13 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
     // hello can arrive, so this bound is generous.
     if (this.heldBytes > 2 * this.core.settings.maxFrameBytes + 65536) throw HELLO_REQUIRED();
     const copy = Buffer.from(buf.subarray(frameStart, end));
-    (this.held as HeldFrame[]).push({ opcode, buf: copy, hs: hs < 0 ? -1 : hs - frameStart, he: he < 0 ? -1 : he - frameStart, ps: ps - frameStart });
+    (this.held as HeldFrame[]).push({
+      opcode,
+      buf: copy,
+      hs: hs < 0 ? -1 : hs - frameStart,
+      he: he < 0 ? -1 : he - frameStart,
+      ps: ps - frameStart,
+    });
   }
 
   /** Checks the hello's credentials; frames after it wait, reading is paused. */
@@ -201,7 +231,10 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
     this.held = [];
     conn.socket.pause();
     const credential = typeof token === 'string' ? token : undefined;
-    const verdict = auth === undefined ? Promise.resolve({ ok: true as const, identity: conn.identity ?? 'anonymous', anonymous: true }) : auth.authenticate(credential);
+    const verdict =
+      auth === undefined
+        ? Promise.resolve({ ok: true as const, identity: conn.identity ?? 'anonymous', anonymous: true })
+        : auth.authenticate(credential);
     verdict.then(
       (result) => {
         if (!conn.open) return;
@@ -280,7 +313,8 @@ export class LenProtocol extends SpanEcho implements ProtocolAdapter, FrameSink 
     if (!this.conn.open) return;
     this.batchIn++;
     if (channels.message.hasSubscribers && sampleMessage()) this.publish('binary', end - bodyStart, undefined);
-    if (this.core.handler !== undefined && this.core.dispatch(this.conn, 'binary', Buffer.from(buf.subarray(bodyStart, end)), undefined)) return;
+    if (this.core.handler !== undefined && this.core.dispatch(this.conn, 'binary', Buffer.from(buf.subarray(bodyStart, end)), undefined))
+      return;
     this.echoSpan(buf, frameStart, end);
   }
 
@@ -343,8 +377,12 @@ export function makeStreamProtocol(framing: StreamFraming, requireHello = false)
  */
 export function refuseStream(socket: Duplex, framing: StreamFraming, code: number, reason: string): void {
   socket.on('error', noop);
-  if (framing === 'v1') socket.end(encodeClose(code, reason));
-  else socket.destroy();
+  if (framing === 'v1') {
+    socket.end(encodeClose(code, reason));
+    // Read (and drop) whatever the peer sends until it closes: a paused socket whose peer
+    // answers the close frame would never see the end and never close.
+    socket.resume();
+  } else socket.destroy();
 }
 
 function noop(): void {}
