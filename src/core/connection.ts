@@ -109,11 +109,11 @@ export class Connection implements ConnectionInfo {
    * peer stops until the queue drains (STYLE.md §6): the queue grows by at most one read's
    * echoes past the limit.
    */
-  write(buf: Buffer): void {
+  write(buf: Buffer, onFlushed?: (err?: Error | null) => void): void {
     this.bytesOut += buf.length;
     this.stats.bytesOut += buf.length;
     const s = this.socket;
-    s.write(buf);
+    s.write(buf, onFlushed);
     if (s.writableLength > this.core.settings.maxQueueBytes && this.stalledSince === 0) {
       this.stalledSince = this.core.now;
       s.pause();

@@ -19,8 +19,29 @@ export class Utf8Validator {
   private lo = 0x80;
   private hi = 0xbf;
 
-  /** Feeds `buf[start, end)`; false as soon as an invalid byte is seen. */
+  /**
+   * Feeds `buf[start, end)`; false as soon as an invalid byte is seen (within this call). The
+   * bulk is checked by the native `isUtf8` up to the last character boundary; only a pending
+   * sequence at either end goes through the JS state machine.
+   */
   push(buf: Uint8Array, start = 0, end = buf.length): boolean {
+    let i = start;
+    // Finish a sequence left open by the previous call.
+    while (this.need !== 0 && i < end) {
+      if (!this.step(buf, i, i + 1)) return false;
+      i++;
+    }
+    if (i >= end) return true;
+    // Cut before a trailing lead byte whose sequence may continue in the next call.
+    let k = end - 1;
+    while (k > i && end - k < 4 && ((buf[k] as number) & 0xc0) === 0x80) k--;
+    const cut = (buf[k] as number) >= 0xc0 ? k : end;
+    if (cut > i && !isUtf8(buf.subarray(i, cut))) return this.fail();
+    return this.step(buf, cut, end);
+  }
+
+  /** The byte-wise state machine over `buf[start, end)`. */
+  private step(buf: Uint8Array, start: number, end: number): boolean {
     let need = this.need;
     let lo = this.lo;
     let hi = this.hi;

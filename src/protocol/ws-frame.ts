@@ -109,6 +109,11 @@ export interface WsReceiverHandler {
 export interface WsLimits {
   /** Largest message (sum of fragments) accepted, in bytes. */
   readonly maxMessageBytes: number;
+  /**
+   * Allocates the buffer a frame spanning reads is collected into (at least `size` bytes).
+   * The echo path passes a pool here. @default Buffer.allocUnsafe
+   */
+  readonly allocate?: (size: number) => Buffer;
 }
 
 const enum State {
@@ -152,7 +157,7 @@ export class WsReceiver {
 
   /** Bytes held for incomplete frames: bounded by one header plus one message. */
   get bufferedBytes(): number {
-    return (this.rest?.length ?? 0) + (this.target?.length ?? 0) + this.fragBytes;
+    return (this.rest?.length ?? 0) + (this.target === undefined ? 0 : this.targetEnd) + this.fragBytes;
   }
 
   get closed(): boolean {
@@ -239,7 +244,7 @@ export class WsReceiver {
         // exact size, with header room in front for the echo.
         buf.copy(this.key, 0, keyAt, keyAt + 4);
         this.phase = 0;
-        this.target = Buffer.allocUnsafe(RESERVE + plen);
+        this.target = (this.limits.allocate ?? Buffer.allocUnsafe)(RESERVE + plen);
         this.targetAt = RESERVE;
         this.targetEnd = RESERVE + plen;
         this.state = State.PAYLOAD;

@@ -20,12 +20,35 @@ import {
   writeHeader,
   WsOpcode,
   WsReceiver,
+  RESERVE,
   type WsDataOpcode,
   type WsReceiverHandler,
 } from '../protocol/ws-frame.js';
 import { httpErrorResponse, SUBPROTOCOL_V1, upgradeResponse, validateUpgrade } from '../protocol/ws-handshake.js';
 
 const PING_FRAME = Buffer.from([0x89, 0x00]);
+
+/**
+ * Buffers for frames that span reads (64 KiB messages always do: a read is at most 64 KiB),
+ * reused once their echo has been flushed instead of allocating and collecting 64 KiB per
+ * message. Server-wide and small: at most POOL_MAX buffers of POOL_BUF bytes (4 MiB).
+ */
+const POOL_BUF = 128 * 1024 + RESERVE;
+const POOL_MIN = 8 * 1024;
+const POOL_MAX = 32;
+const pool: Buffer[] = [];
+const pooled = new WeakSet<Buffer>();
+
+function allocate(size: number): Buffer {
+  if (size < POOL_MIN || size > POOL_BUF) return Buffer.allocUnsafe(size);
+  const buf = pool.pop() ?? Buffer.allocUnsafe(POOL_BUF);
+  pooled.add(buf);
+  return buf;
+}
+
+function release(buf: Buffer): void {
+  if (pool.length < POOL_MAX) pool.push(buf);
+}
 const EMPTY = Buffer.alloc(0);
 
 export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
@@ -51,7 +74,7 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
     private readonly v1: boolean,
   ) {
     this.core = conn.core;
-    this.receiver = new WsReceiver(this, { maxMessageBytes: conn.core.settings.maxFrameBytes });
+    this.receiver = new WsReceiver(this, { maxMessageBytes: conn.core.settings.maxFrameBytes, allocate });
   }
 
   get bufferedBytes(): number {
@@ -115,7 +138,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
       this.flush();
       const h = headerSize(len);
       writeHeader(buf, start - h, opcode, len);
-      this.conn.write(buf.subarray(start - h, end));
+      // A pooled buffer goes back to the pool once the kernel has the bytes.
+      this.conn.write(buf.subarray(start - h, end), pooled.has(buf) ? () => release(buf) : undefined);
     }
     this.batchOut++;
   }
