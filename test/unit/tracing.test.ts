@@ -34,7 +34,7 @@ function message(c: ConnectionInfo, id: string, header?: Record<string, unknown>
   return { connection: c, id, kind: 'text', size: 5, header, receivedAt, sampleRatio: 1 };
 }
 
-function inMemory(sampleRatio: number, extra: { maxPendingPerConnection?: number } = {}) {
+function inMemory(sampleRatio: number, extra: { maxPendingPerConnection?: number; maxSpansPerSecond?: number } = {}) {
   const exporter = new InMemorySpanExporter();
   const tracing = createTracing({ sampleRatio, exporter, serviceName: 'echoserver', instance: 'i-7', ...extra });
   return { exporter, tracing, detach: attachTracing(tracing) };
@@ -106,6 +106,24 @@ describe('tracing', () => {
       assert.equal(last?.attributes['echo.message.id'], 'c');
       assert.equal(last?.attributes['echo.incomplete'], 'closed:error');
       assert.equal(last?.status.code, SpanStatusCode.ERROR);
+    } finally {
+      detach();
+      await tracing.shutdown();
+    }
+  });
+
+  it('starts at most maxSpansPerSecond spans per one-second window', async () => {
+    const { exporter, tracing, detach } = inMemory(1, { maxSpansPerSecond: 5 });
+    try {
+      const c = conn('c-ceiling');
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) channels.message.publish(message(c, `a${i}`, undefined, t0 + i));
+      // The next window (1 s later by the messages' receive times) opens 5 more.
+      for (let i = 0; i < 20; i++) channels.message.publish(message(c, `b${i}`, undefined, t0 + 1000 + i));
+      channels.flush.publish({ connection: c, messages: 40, flushedAt: t0 + 1100 } satisfies FlushEvent);
+      await tracing.forceFlush();
+      const ids = exporter.getFinishedSpans().map((s) => s.attributes['echo.message.id']);
+      assert.deepEqual(ids, ['a0', 'a1', 'a2', 'a3', 'a4', 'b0', 'b1', 'b2', 'b3', 'b4']);
     } finally {
       detach();
       await tracing.shutdown();
