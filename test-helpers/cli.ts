@@ -17,6 +17,20 @@ export interface CliResult {
   stderr: string;
 }
 
+/** `serve` in plaintext on loopback, ephemeral WS and TCP ports, JSON logs: the usual test server. */
+export const PLAIN_SERVE_ARGS: readonly string[] = Object.freeze([
+  'serve',
+  '--insecure',
+  '--host',
+  '127.0.0.1',
+  '--ws-port',
+  '0',
+  '--tcp-port',
+  '0',
+  '--log-format',
+  'json',
+]);
+
 /** A clean environment: no ECHO_* from the caller's shell. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

@@ -14,27 +14,13 @@ import WebSocket from 'ws';
 import { connectV1 } from '../../src/index.js';
 import { parseV1Frames, RawSocket } from '../../test-helpers/raw.js';
 import { spawnCli, type LogLine } from '../../test-helpers/cli-lines.js';
+import { PLAIN_SERVE_ARGS } from '../../test-helpers/cli.js';
 
 /** Every secret the test hands the server; none may appear in any output. */
 const SECRETS = ['s3cr3t-token', 's3cr3t-bearer', 's3cr3t-hello', 's3cr3t-cookie', 's3cr3t-query', 's3cr3t-broken'];
 
 it('logs connections and messages as JSON, and never a secret', { timeout: 20_000 }, async (t) => {
-  const cli = spawnCli([
-    'serve',
-    '--insecure',
-    '--host',
-    '127.0.0.1',
-    '--ws-port',
-    '0',
-    '--tcp-port',
-    '0',
-    '--log-format',
-    'json',
-    '--log-level',
-    'debug',
-    '--instance',
-    'log-test',
-  ]);
+  const cli = spawnCli([...PLAIN_SERVE_ARGS, '--log-level', 'debug', '--instance', 'log-test']);
   t.after(() => cli.kill());
   const listeners = await cli.listening();
   assert.ok(listeners.ws !== undefined && listeners.tcp !== undefined, JSON.stringify(listeners));

@@ -17,7 +17,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { V1Client } from '../../src/index.js';
 import { encodeFrame, V1Opcode } from '../../src/protocol/v1.js';
-import { CLI_PATH, cleanEnv } from '../../test-helpers/cli.js';
+import { CLI_PATH, cleanEnv, PLAIN_SERVE_ARGS } from '../../test-helpers/cli.js';
 import { nextClose } from '../../test-helpers/server.js';
 import { openWss, startTlsServer, TlsV1, wssRefusal, wssRoundTrip, type TlsServer } from '../../test-helpers/tls.js';
 
@@ -235,26 +235,10 @@ describe('file-descriptor exhaustion (EMFILE) in the CLI', () => {
 
   test('the server survives running out of descriptors and serves again once they free up', async (t) => {
     // ulimit applies to the shell, and exec hands it to node: the server gets 128 descriptors.
-    const child = spawn(
-      'bash',
-      [
-        '-c',
-        'ulimit -n 128; exec "$0" "$@"',
-        process.execPath,
-        CLI_PATH,
-        'serve',
-        '--insecure',
-        '--host',
-        '127.0.0.1',
-        '--ws-port',
-        '0',
-        '--tcp-port',
-        '0',
-        '--log-format',
-        'json',
-      ],
-      { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn('bash', ['-c', 'ulimit -n 128; exec "$0" "$@"', process.execPath, CLI_PATH, ...PLAIN_SERVE_ARGS], {
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     t.after(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });

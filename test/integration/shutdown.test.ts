@@ -10,7 +10,7 @@ import net from 'node:net';
 import WebSocket from 'ws';
 import { connectV1, type V1Client } from '../../src/index.js';
 import { encodeFrame, V1Opcode } from '../../src/protocol/v1.js';
-import { startCli } from '../../test-helpers/cli.js';
+import { startCli, PLAIN_SERVE_ARGS } from '../../test-helpers/cli.js';
 import { closeCode, clientFrame, parseV1Frames, parseWsFrames, RawSocket, readV1Frames, wsHandshake } from '../../test-helpers/raw.js';
 import { httpGet, openWs, refusedUpgradeStatus, startServer } from '../../test-helpers/server.js';
 
@@ -157,20 +157,7 @@ describe('library close({ drainMs })', () => {
 
 describe('CLI: SIGTERM during traffic', () => {
   test('exits 0 and the "stopped" totals equal the echoes the clients received', { timeout: 20_000 }, async () => {
-    const cli = await startCli([
-      'serve',
-      '--insecure',
-      '--host',
-      '127.0.0.1',
-      '--ws-port',
-      '0',
-      '--tcp-port',
-      '0',
-      '--log-format',
-      'json',
-      '--drain-timeout',
-      '5s',
-    ]);
+    const cli = await startCli([...PLAIN_SERVE_ARGS, '--drain-timeout', '5s']);
     try {
       const wsPort = cli.listening.listeners.ws?.port;
       const tcpPort = cli.listening.listeners.tcp?.port;
