@@ -64,7 +64,8 @@ export interface EchoConnection extends ConnectionInfo {
  */
 export type MessageHandler = (message: EchoMessage, connection: EchoConnection) => EchoReply | null | undefined;
 
-const emptyStats = (): TransportStats => ({
+/** Zeroed totals for one transport. */
+export const emptyStats = (): TransportStats => ({
   connectionsOpen: 0,
   connectionsOpened: 0,
   connectionsClosed: 0,

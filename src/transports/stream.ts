@@ -4,7 +4,8 @@
  * back the validated span of the read buffer: consecutive frames make one write.
  */
 import type { Duplex } from 'node:stream';
-import { channels, messageSampleRatio, sampleMessage } from '../core/events.js';
+import { channels, sampleMessage } from '../core/events.js';
+import { publishMessage, serverStamp } from './message-events.js';
 import { CloseCode, ErrorCode, ProtocolError } from '../errors.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
 import type { EchoCore } from '../core/core.js';
@@ -69,18 +70,10 @@ abstract class SpanEcho {
     }
   }
 
+  /** Publishes the current message (seq = its per-connection number). */
   protected publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
     if (this.rxAt === 0) this.rxAt = performance.now();
-    const id = typeof header?.['id'] === 'string' ? header['id'] : `${this.conn.id}-${this.conn.messagesIn + this.batchIn}`;
-    channels.message.publish({
-      connection: this.conn,
-      id,
-      kind,
-      size,
-      header,
-      receivedAt: this.rxAt,
-      sampleRatio: header === undefined ? messageSampleRatio() : 1,
-    });
+    publishMessage(this.conn, this.conn.messagesIn + this.batchIn, this.rxAt, kind, size, header);
   }
 }
 
@@ -154,14 +147,7 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
         if (header === undefined) return this.echoSpan(buf, frameStart, end);
         this.flush();
         if (this.rxAt === 0) this.rxAt = performance.now();
-        const origin = performance.timeOrigin;
-        const stamped = stampHeader(header, {
-          instance: this.core.settings.instance,
-          conn: conn.id,
-          seq: conn.messagesIn + this.batchIn,
-          rx: Math.round((origin + this.rxAt) * 1000) / 1000,
-          tx: Math.round((origin + performance.now()) * 1000) / 1000,
-        });
+        const stamped = stampHeader(header, serverStamp(conn, conn.messagesIn + this.batchIn, this.rxAt));
         conn.write(encodeFrame(opcode, buf.subarray(payloadStart, end), stamped));
         this.batchOut++;
         return;

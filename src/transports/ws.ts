@@ -7,7 +7,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode, HttpError, ProtocolError, ErrorCode } from '../errors.js';
-import { channels, messageSampleRatio, sampleMessage } from '../core/events.js';
+import { channels, sampleMessage } from '../core/events.js';
+import { publishMessage, serverStamp } from './message-events.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
 import { keyFor, type EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
@@ -48,6 +49,11 @@ function allocate(size: number): Buffer {
 
 function release(buf: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(buf);
+}
+
+/** Buffers idle in the pool now (at most POOL_MAX; for tests and /info). */
+export function pooledBuffers(): number {
+  return pool.length;
 }
 const EMPTY = Buffer.alloc(0);
 
@@ -159,7 +165,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(p.payloadStart, end)), header))
           return;
         if (header === undefined) return this.echo(WsOpcode.BINARY, buf, start, end, inPlace);
-        const stamped = stampHeader(header, this.stamp());
+        if (this.rxAt === 0) this.rxAt = performance.now();
+        const stamped = stampHeader(header, serverStamp(this.conn, this.conn.messagesIn + this.batchIn, this.rxAt));
         this.sendBody(encodeBody(p.opcode, buf.subarray(p.payloadStart, end), stamped));
         this.batchOut++;
         return;
@@ -182,30 +189,9 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
     }
   }
 
-  private stamp(): { instance: string; conn: string; seq: number; rx: number; tx: number } {
-    if (this.rxAt === 0) this.rxAt = performance.now();
-    const origin = performance.timeOrigin;
-    return {
-      instance: this.core.settings.instance,
-      conn: this.conn.id,
-      seq: this.conn.messagesIn + this.batchIn,
-      rx: Math.round((origin + this.rxAt) * 1000) / 1000,
-      tx: Math.round((origin + performance.now()) * 1000) / 1000,
-    };
-  }
-
   private publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
     if (this.rxAt === 0) this.rxAt = performance.now();
-    const id = typeof header?.['id'] === 'string' ? header['id'] : `${this.conn.id}-${this.conn.messagesIn + this.batchIn}`;
-    channels.message.publish({
-      connection: this.conn,
-      id,
-      kind,
-      size,
-      header,
-      receivedAt: this.rxAt,
-      sampleRatio: header === undefined ? messageSampleRatio() : 1,
-    });
+    publishMessage(this.conn, this.conn.messagesIn + this.batchIn, this.rxAt, kind, size, header);
   }
 
   private sendBody(body: Buffer): void {

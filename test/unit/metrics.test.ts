@@ -1,3 +1,4 @@
+import { emptyStats } from '../../src/core/core.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
@@ -6,23 +7,7 @@ import { LATENCY_BUCKETS_SECONDS } from '../../src/core/types.js';
 import { CLOSE_REASONS, createMetrics } from '../../src/observability/metrics.js';
 
 function stats(over: Partial<TransportStats> = {}): TransportStats {
-  const buckets = new Array<number>(LATENCY_BUCKETS_SECONDS.length + 1).fill(0);
-  return {
-    connectionsOpen: 0,
-    connectionsOpened: 0,
-    connectionsClosed: 0,
-    messagesIn: 0,
-    messagesOut: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    queuedBytes: 0,
-    latencySumSeconds: 0,
-    latencyCount: 0,
-    latencyBuckets: buckets,
-    rejects: {},
-    closes: {},
-    ...over,
-  };
+  return { ...emptyStats(), ...over };
 }
 
 /** The sample value of `series` (exact line prefix up to the value), or undefined. */
