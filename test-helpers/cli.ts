@@ -79,8 +79,11 @@ export interface RunningCli {
  * Starts `node dist/cli.js ...args` and resolves once it logged `"event":"listening"`;
  * rejects when it exits first (the error has `exitCode`, `signal` and `stderr`).
  */
-export async function startCli(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<RunningCli> {
-  const child = spawn(process.execPath, [CLI_PATH, ...args], {
+export async function startCli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; nodeArgs?: string[] } = {},
+): Promise<RunningCli> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI_PATH, ...args], {
     env: cleanEnv(options.env),
     cwd: options.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],

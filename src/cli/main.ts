@@ -8,7 +8,6 @@ import { helpText, loadSettings, SETTINGS, type Settings } from '../config/index
 import { createEchoServer, VERSION, type EchoServer } from '../server/echo-server.js';
 import { attachLogging, createLogger, type Logger } from '../observability/logger.js';
 import { attachTracing, createTracing } from '../observability/tracing.js';
-import { probe } from './probe.js';
 
 /** Runs the CLI; resolves with the exit code (undefined: keep running, the server owns the loop). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
@@ -37,6 +36,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         process.stderr.write('echoserver: probe needs a URL, e.g. echoserver probe wss://127.0.0.1:8080/\n');
         return 2;
       }
+      // The probe (and the ws client it uses) is loaded only for this command, not by serve.
+      const { probe } = await import('./probe.js');
       const result = await probe(url, {
         timeoutMs: Math.min(parsed.settings.handshakeTimeoutMs, 10_000),
         verifyTls: !parsed.settings.insecure,
@@ -55,7 +56,7 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings, logger);
   const detachLogging = attachLogging(logger);
   // Tracing subscribes only when an OTLP endpoint is configured (OTEL_* variables).
-  const tracing = createTracing({
+  const tracing = await createTracing({
     sampleRatio: settings.traceSampleRatio,
     serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'echoserver',
     instance: settings.instance,

@@ -5,10 +5,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { ConfigError } from '../errors.js';
 import { DEFAULTS, mergeSettings, parseLayer, SETTINGS } from './schema.js';
 import type { SettingDefinition, Settings } from './schema.js';
+
+/** YAML is parsed only for a YAML config file: the parser is loaded then, not at every start. */
+function parseYaml(text: string): unknown {
+  const yaml = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yaml.parse(text);
+}
 
 export interface CliParse {
   command: 'serve' | 'help' | 'version' | string;

@@ -6,24 +6,18 @@
  * the client's span.
  *
  * With no exporter and no OTLP endpoint configured, `attachTracing()` subscribes to nothing,
- * so the core does not even publish per-message events: tracing then costs nothing at all.
+ * so the core does not even publish per-message events: tracing then costs nothing at all,
+ * and the SDK and exporter are not even loaded (`createTracing` imports them on demand: they
+ * are about 5 MB of heap that would otherwise live for the whole process, see
+ * bench/RESULTS.md on the TLS garbage-collection cost of a larger old generation).
  * The provider is never registered globally: the library does not own the process
  * (STYLE.md §8).
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, type Context, type Span, type Tracer } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  AlwaysOnSampler,
-  type SpanExporter,
-} from '@opentelemetry/sdk-trace-base';
-import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import type { TextMapPropagator } from '@opentelemetry/api';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { channels, demandMessages, type ConnectionCloseEvent, type FlushEvent, type MessageEvent } from '../core/events.js';
 
 export type { SpanExporter } from '@opentelemetry/sdk-trace-base';
@@ -61,6 +55,8 @@ export interface Tracing {
   /** False when neither an exporter nor an OTLP endpoint was configured. */
   readonly enabled: boolean;
   readonly tracer: Tracer | undefined;
+  /** W3C trace-context extraction for `traceparent`/`tracestate` headers (when enabled). */
+  readonly propagator: TextMapPropagator | undefined;
   readonly sampleRatio: number;
   /** Where spans go, for logs: the OTLP URL, `'custom exporter'` or `undefined`. */
   readonly endpoint: string | undefined;
@@ -99,7 +95,11 @@ function positiveInt(name: string, value: number): number {
   return value;
 }
 
-export function createTracing(opts: TracingOptions): Tracing {
+/**
+ * The tracing setup for `opts`. Async because the OpenTelemetry SDK and exporter are imported
+ * only when an exporter or an OTLP endpoint is configured.
+ */
+export async function createTracing(opts: TracingOptions): Promise<Tracing> {
   const { sampleRatio } = opts;
   if (typeof sampleRatio !== 'number' || !(sampleRatio >= 0 && sampleRatio <= 1)) {
     throw new RangeError(`trace sample ratio must be a number in [0, 1], got ${String(sampleRatio)}`);
@@ -112,11 +112,14 @@ export function createTracing(opts: TracingOptions): Tracing {
   const maxSpansPerSecond = positiveInt('maxSpansPerSecond', opts.maxSpansPerSecond ?? DEFAULT_MAX_SPANS_PER_SECOND);
 
   const url = opts.exporter === undefined ? otlpTracesUrl(opts.env ?? process.env) : undefined;
-  const exporter = opts.exporter ?? (url === undefined ? undefined : new OTLPTraceExporter({ url }));
+  const exporter =
+    opts.exporter ??
+    (url === undefined ? undefined : new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter({ url }));
   if (exporter === undefined) {
     return {
       enabled: false,
       tracer: undefined,
+      propagator: undefined,
       sampleRatio,
       endpoint: undefined,
       maxPendingPerConnection,
@@ -127,6 +130,13 @@ export function createTracing(opts: TracingOptions): Tracing {
     };
   }
 
+  const [{ W3CTraceContextPropagator }, { resourceFromAttributes }, sdk, { ATTR_SERVICE_NAME }] = await Promise.all([
+    import('@opentelemetry/core'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/semantic-conventions'),
+  ]);
+  const { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, AlwaysOnSampler } = sdk;
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({
       [ATTR_SERVICE_NAME]: opts.serviceName,
@@ -143,6 +153,7 @@ export function createTracing(opts: TracingOptions): Tracing {
   return {
     enabled: true,
     tracer: provider.getTracer('echoserver'),
+    propagator: new W3CTraceContextPropagator(),
     sampleRatio,
     endpoint: url ?? 'custom exporter',
     maxPendingPerConnection,
@@ -161,10 +172,8 @@ export function perfToEpochMs(t: number): number {
   return performance.timeOrigin + t;
 }
 
-const propagator = new W3CTraceContextPropagator();
-
 /** The parent context from a metadata header's `traceparent`/`tracestate`, if any. */
-export function parentContext(header: Readonly<Record<string, unknown>> | undefined): Context | undefined {
+function parentContext(propagator: TextMapPropagator, header: Readonly<Record<string, unknown>> | undefined): Context | undefined {
   const traceparent = header?.['traceparent'];
   if (typeof traceparent !== 'string') return undefined;
   const tracestate = header?.['tracestate'];
@@ -177,9 +186,10 @@ export function parentContext(header: Readonly<Record<string, unknown>> | undefi
  * also ends every pending span. A no-op (no subscription) when tracing is disabled.
  */
 export function attachTracing(tracing: Tracing): () => void {
-  const maybeTracer = tracing.tracer;
-  if (!tracing.enabled || maybeTracer === undefined) return function detachNothing(): void {};
+  const { tracer: maybeTracer, propagator: maybePropagator } = tracing;
+  if (!tracing.enabled || maybeTracer === undefined || maybePropagator === undefined) return function detachNothing(): void {};
   const tracer: Tracer = maybeTracer;
+  const propagator: TextMapPropagator = maybePropagator;
 
   const { sampleRatio, maxPendingPerConnection, maxPending, maxSpansPerSecond } = tracing;
   // Spans started in the current one-second window (the ceiling on export cost).
@@ -191,7 +201,7 @@ export function attachTracing(tracing: Tracing): () => void {
 
   function onMessage(raw: unknown): void {
     const e = raw as MessageEvent;
-    const parent = parentContext(e.header);
+    const parent = parentContext(propagator, e.header);
     if (parent === undefined) {
       // Root decision, made here and cheaply: the core already published this message with
       // probability e.sampleRatio (header-less messages are pre-sampled for us), so keep it with

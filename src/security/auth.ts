@@ -10,7 +10,7 @@
 import { createHash, createPublicKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { createRemoteJWKSet, jwtVerify, errors as joseErrors, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
+import type { JWTVerifyGetKey, JWTVerifyOptions } from 'jose';
 import { CloseCode, ConfigError, ErrorCode, HttpError, ProtocolError } from '../errors.js';
 
 export type AuthMode = 'none' | 'token' | 'jwt';
@@ -251,7 +251,10 @@ function jwtAuthenticator(jwt: JwtOptions, now: () => number): { authenticate: A
   if (!Number.isFinite(tolerance) || tolerance < 0 || tolerance > 300)
     throw new ConfigError('jwtClockTolerance', `must be 0..300 seconds, got ${tolerance}`);
 
-  let key: JWTVerifyGetKey | KeyObject | Uint8Array;
+  // jose is imported only when JWT authentication is configured (kept out of the server's heap
+  // otherwise); the first verification waits for it.
+  const jose = import('jose');
+  let key: JWTVerifyGetKey | KeyObject | Uint8Array | Promise<JWTVerifyGetKey>;
   let algorithms: string[];
   if (jwt.secret !== undefined && jwt.secret !== '') {
     const secret = new TextEncoder().encode(jwt.secret);
@@ -277,11 +280,12 @@ function jwtAuthenticator(jwt: JwtOptions, now: () => number): { authenticate: A
     // Keys fetched over plain http could be swapped in transit, and then any token verifies.
     if (!(url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))))
       throw new ConfigError('jwtJwksUrl', 'must be https (http only on a loopback host)');
-    key = createRemoteJWKSet(url, {
+    const jwksOptions = {
       cooldownDuration: jwt.jwksCooldownMs ?? AUTH_DEFAULTS.jwksCooldownMs,
       cacheMaxAge: jwt.jwksCacheMaxAgeMs ?? AUTH_DEFAULTS.jwksCacheMaxAgeMs,
       timeoutDuration: jwt.jwksTimeoutMs ?? AUTH_DEFAULTS.jwksTimeoutMs,
-    });
+    };
+    key = jose.then((j) => j.createRemoteJWKSet(url, jwksOptions));
     algorithms = ['RS256', 'ES256'];
   }
   if (jwt.algorithms !== undefined) {
@@ -311,24 +315,27 @@ function jwtAuthenticator(jwt: JwtOptions, now: () => number): { authenticate: A
     ...(jwt.issuer !== undefined && { issuer: typeof jwt.issuer === 'string' ? jwt.issuer : [...jwt.issuer] }),
   };
 
+  const verifyKey = key;
   async function authenticateJwt(credential: string | undefined): Promise<AuthResult> {
     if (credential === undefined || credential === '') return fail('jwt: missing credential');
     if (Buffer.byteLength(credential) > MAX_CREDENTIAL_BYTES) return fail('jwt: credential too long');
+    const { jwtVerify, errors } = await jose;
+    const k = await verifyKey;
     try {
       const options: JWTVerifyOptions = { ...base, currentDate: new Date(now()) };
       // Two calls because jwtVerify's overloads take a key or a key resolver, not the union.
-      const { payload } = typeof key === 'function' ? await jwtVerify(credential, key, options) : await jwtVerify(credential, key, options);
+      const { payload } = typeof k === 'function' ? await jwtVerify(credential, k, options) : await jwtVerify(credential, k, options);
       if (typeof payload.sub !== 'string' || payload.sub === '') return fail('jwt: empty sub');
       return { ok: true, identity: payload.sub, anonymous: false };
     } catch (err) {
-      return fail(`jwt: ${describeJoseError(err)}`);
+      return fail(`jwt: ${describeJoseError(errors, err)}`);
     }
   }
   return { authenticate: authenticateJwt, warnings };
 }
 
 /** A log line for a jose failure: its stable code and message (jose messages quote no values). */
-function describeJoseError(err: unknown): string {
+function describeJoseError(joseErrors: typeof import('jose').errors, err: unknown): string {
   if (err instanceof joseErrors.JWTClaimValidationFailed || err instanceof joseErrors.JWTExpired)
     return `${err.code} (${err.claim}: ${err.reason})`;
   if (err instanceof joseErrors.JOSEError) return `${err.code}: ${err.message}`;

@@ -11,8 +11,9 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureContextOptions, type TLSSocket, type TlsOptions } from 'node:tls';
-import { generate } from 'selfsigned';
+import { Worker } from 'node:worker_threads';
 import { ConfigError } from '../errors.js';
+import type { SelfSignedRequest } from './self-signed-worker.js';
 
 export type ClientAuth = 'none' | 'optional' | 'require';
 
@@ -74,7 +75,11 @@ function isIpHost(h: string): boolean {
   return isIP(h) !== 0;
 }
 
-/** Generates a self-signed ECDSA P-256 certificate for `hostnames` + localhost, 127.0.0.1, ::1. */
+/**
+ * Generates a self-signed ECDSA P-256 certificate for `hostnames` + localhost, 127.0.0.1, ::1,
+ * in a worker thread (self-signed-worker.ts) so that the certificate library is not kept in
+ * the server's heap.
+ */
 export async function generateSelfSigned(
   hostnames: readonly string[],
   options: { days?: number; now?: number } = {},
@@ -85,24 +90,14 @@ export async function generateSelfSigned(
   const names = [...new Set([...given, 'localhost', '127.0.0.1', '::1'])];
   const dns = names.filter((h) => !isIpHost(h));
   const ips = names.filter(isIpHost);
-  const pems = await generate([{ name: 'commonName', value: dns[0] ?? 'localhost' }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    // Back-date a little: a client whose clock is behind ours would otherwise see "not yet valid".
-    notBeforeDate: new Date(now - 5 * 60_000),
-    notAfterDate: new Date(now + days * DAY_MS),
-    extensions: [
-      { name: 'basicConstraints', cA: false, critical: true },
-      { name: 'keyUsage', digitalSignature: true, critical: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [...dns.map((value) => ({ type: 2 as const, value })), ...ips.map((ip) => ({ type: 7 as const, ip }))],
-      },
-    ],
+  // Back-date a little: a client whose clock is behind ours would otherwise see "not yet valid".
+  const request: SelfSignedRequest = { dns, ips, notBefore: now - 5 * 60_000, notAfter: now + days * DAY_MS };
+  return new Promise((resolvePems, reject) => {
+    const worker = new Worker(new URL('./self-signed-worker.js', import.meta.url), { workerData: request });
+    worker.once('message', (pems: { cert: string; key: string }) => resolvePems(pems));
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`certificate generation stopped (worker exit code ${code})`)));
   });
-  return { cert: pems.cert, key: pems.private };
 }
 
 /**

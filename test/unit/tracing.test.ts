@@ -34,15 +34,15 @@ function message(c: ConnectionInfo, id: string, header?: Record<string, unknown>
   return { connection: c, id, kind: 'text', size: 5, header, receivedAt, sampleRatio: 1 };
 }
 
-function inMemory(sampleRatio: number, extra: { maxPendingPerConnection?: number; maxSpansPerSecond?: number } = {}) {
+async function inMemory(sampleRatio: number, extra: { maxPendingPerConnection?: number; maxSpansPerSecond?: number } = {}) {
   const exporter = new InMemorySpanExporter();
-  const tracing = createTracing({ sampleRatio, exporter, serviceName: 'echoserver', instance: 'i-7', ...extra });
+  const tracing = await createTracing({ sampleRatio, exporter, serviceName: 'echoserver', instance: 'i-7', ...extra });
   return { exporter, tracing, detach: attachTracing(tracing) };
 }
 
 describe('tracing', () => {
   it('makes a span per message, child of the header traceparent, ended by the flush', async () => {
-    const { exporter, tracing, detach } = inMemory(1);
+    const { exporter, tracing, detach } = await inMemory(1);
     try {
       const c = conn('c-1');
       const receivedAt = performance.now();
@@ -82,7 +82,7 @@ describe('tracing', () => {
   });
 
   it('ends only the flushed batch, oldest first; a root span without traceparent', async () => {
-    const { exporter, tracing, detach } = inMemory(1);
+    const { exporter, tracing, detach } = await inMemory(1);
     try {
       const c = conn('c-2');
       channels.message.publish(message(c, 'a'));
@@ -113,7 +113,7 @@ describe('tracing', () => {
   });
 
   it('starts at most maxSpansPerSecond spans per one-second window', async () => {
-    const { exporter, tracing, detach } = inMemory(1, { maxSpansPerSecond: 5 });
+    const { exporter, tracing, detach } = await inMemory(1, { maxSpansPerSecond: 5 });
     try {
       const c = conn('c-ceiling');
       const t0 = performance.now();
@@ -131,7 +131,7 @@ describe('tracing', () => {
   });
 
   it('bounds spans waiting for a flush per connection', async () => {
-    const { exporter, tracing, detach } = inMemory(1, { maxPendingPerConnection: 2 });
+    const { exporter, tracing, detach } = await inMemory(1, { maxPendingPerConnection: 2 });
     try {
       const c = conn('c-3');
       for (const id of ['1', '2', '3']) channels.message.publish(message(c, id));
@@ -149,7 +149,7 @@ describe('tracing', () => {
   });
 
   it('records nothing at ratio 0 without a sampled parent; follows a sampled parent', async () => {
-    const { exporter, tracing, detach } = inMemory(0);
+    const { exporter, tracing, detach } = await inMemory(0);
     try {
       const c = conn('c-4');
       channels.message.publish(message(c, 'x'));
@@ -170,18 +170,18 @@ describe('tracing', () => {
     }
   });
 
-  it('does not subscribe at all without an exporter or endpoint', () => {
-    const tracing = createTracing({ sampleRatio: 1, serviceName: 's', instance: 'i', env: {} });
+  it('does not subscribe at all without an exporter or endpoint', async () => {
+    const tracing = await createTracing({ sampleRatio: 1, serviceName: 's', instance: 'i', env: {} });
     assert.equal(tracing.enabled, false);
     const detach = attachTracing(tracing);
     assert.equal(channels.message.hasSubscribers, false);
     assert.equal(channels.flush.hasSubscribers, false);
     detach();
-    assert.throws(() => createTracing({ sampleRatio: 2, serviceName: 's', instance: 'i' }), /sample ratio/);
+    await assert.rejects(createTracing({ sampleRatio: 2, serviceName: 's', instance: 'i' }), /sample ratio/);
   });
 
   it('unsubscribes on detach', async () => {
-    const { tracing, detach } = inMemory(1);
+    const { tracing, detach } = await inMemory(1);
     assert.equal(channels.message.hasSubscribers, true);
     detach();
     detach();
@@ -218,7 +218,7 @@ describe('tracing', () => {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const { port } = server.address() as AddressInfo;
-    const tracing = createTracing({
+    const tracing = await createTracing({
       sampleRatio: 1,
       serviceName: 'echoserver',
       instance: 'i-otlp',
