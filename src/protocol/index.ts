@@ -9,7 +9,7 @@ export {
   decodeClose,
   parseBody,
 } from './v1.js';
-export type { V1FrameHandler, V1Limits } from './v1.js';
+export type { V1BodyParts, V1FrameHandler, V1Limits } from './v1.js';
 export { LenDecoder, encodeLen } from './len.js';
 export { parseHeader, stampHeader } from './header.js';
 export type { MetadataHeader, ServerStamp } from './header.js';

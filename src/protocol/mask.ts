@@ -75,8 +75,9 @@ export function maskCopy(
   }
 }
 
+/** The key rotated to `phase`, in one scratch buffer: the native calls are synchronous. */
+const scratchKey = Buffer.alloc(4);
 function rotatedKey(key: Buffer, keyAt: number, phase: number): Buffer {
-  const k = Buffer.allocUnsafe(4);
-  for (let i = 0; i < 4; i++) k[i] = key[keyAt + ((phase + i) & 3)] as number;
-  return k;
+  for (let i = 0; i < 4; i++) scratchKey[i] = key[keyAt + ((phase + i) & 3)] as number;
+  return scratchKey;
 }

@@ -44,16 +44,26 @@ export interface V1FrameHandler {
   ): void;
 }
 
+/** The parts of a v1 body, as offsets into its buffer (`headerStart === -1`: no header). */
+export interface V1BodyParts {
+  opcode: V1Opcode;
+  headerStart: number;
+  headerEnd: number;
+  payloadStart: number;
+}
+
 /**
  * Validates one body (`buf[bodyStart, end)`) and returns its parts; throws ProtocolError.
- * Also used by the WebSocket `echo.v1` subprotocol, whose messages are bodies.
+ * Also used by the WebSocket `echo.v1` subprotocol, whose messages are bodies. The hot paths
+ * pass their own `out` to fill, so that decoding allocates nothing per frame.
  */
 export function parseBody(
   buf: Buffer,
   bodyStart: number,
   end: number,
   limits: V1Limits,
-): { opcode: V1Opcode; headerStart: number; headerEnd: number; payloadStart: number } {
+  out: V1BodyParts = { opcode: V1Opcode.BINARY, headerStart: -1, headerEnd: -1, payloadStart: 0 },
+): V1BodyParts {
   if (end - bodyStart < 1) throw malformed('empty frame');
   const kind = buf[bodyStart] as number;
   const opcode = kind & 0x0f;
@@ -96,8 +106,18 @@ export function parseBody(
     default:
       throw malformed(`unknown opcode 0x${opcode.toString(16)}`);
   }
-  return { opcode: opcode as V1Opcode, headerStart, headerEnd, payloadStart };
+  out.opcode = opcode as V1Opcode;
+  out.headerStart = headerStart;
+  out.headerEnd = headerEnd;
+  out.payloadStart = payloadStart;
+  return out;
 }
+
+/**
+ * parseBody's result for every V1Decoder, reused: it is read only to pass its fields to the
+ * handler, before any other frame can be parsed.
+ */
+const DECODER_PARTS: V1BodyParts = { opcode: V1Opcode.BINARY, headerStart: -1, headerEnd: -1, payloadStart: 0 };
 
 /** Incremental decoder: `push(chunk)` calls the handler for every complete, valid frame. */
 export class V1Decoder implements FrameSink {
@@ -125,7 +145,7 @@ export class V1Decoder implements FrameSink {
   onFrame(buf: Buffer, frameStart: number, bodyStart: number, end: number): void {
     let p;
     try {
-      p = parseBody(buf, bodyStart, end, this.limits);
+      p = parseBody(buf, bodyStart, end, this.limits, DECODER_PARTS);
     } catch (err) {
       this.splitter.stop();
       throw err;

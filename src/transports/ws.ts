@@ -13,7 +13,7 @@ import type { Connection, ProtocolAdapter } from '../core/connection.js';
 import { keyFor, type EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
 import { parseHeader, stampHeader, type MetadataHeader } from '../protocol/header.js';
-import { encodeBody, parseBody, V1Opcode, type V1Limits } from '../protocol/v1.js';
+import { encodeBody, parseBody, V1Opcode, type V1BodyParts, type V1Limits } from '../protocol/v1.js';
 import {
   encodeClosePayload,
   encodeFrame,
@@ -56,6 +56,8 @@ export function pooledBuffers(): number {
   return pool.length;
 }
 const EMPTY = Buffer.alloc(0);
+/** parseBody's result for `echo.v1` messages, reused (parsing is synchronous). */
+const V1_PARTS: V1BodyParts = { opcode: V1Opcode.BINARY, headerStart: -1, headerEnd: -1, payloadStart: 0 };
 
 export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   private readonly receiver: WsReceiver;
@@ -154,25 +156,26 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
     if (opcode !== WsOpcode.BINARY)
       throw new ProtocolError(ErrorCode.PROTOCOL, CloseCode.UNSUPPORTED_DATA, 'echo.v1 messages must be binary');
     const limits: V1Limits = this.core.settings;
-    const p = parseBody(buf, start, end, limits);
-    switch (p.opcode) {
+    // Copied out at once: V1_PARTS is shared by every connection.
+    const { opcode: op, headerStart, headerEnd, payloadStart } = parseBody(buf, start, end, limits, V1_PARTS);
+    switch (op) {
       case V1Opcode.TEXT:
       case V1Opcode.BINARY: {
-        const kind: MessageKind = p.opcode === V1Opcode.TEXT ? 'text' : 'binary';
-        const header = p.headerStart >= 0 ? parseHeader(buf, p.headerStart, p.headerEnd) : undefined;
+        const kind: MessageKind = op === V1Opcode.TEXT ? 'text' : 'binary';
+        const header = headerStart >= 0 ? parseHeader(buf, headerStart, headerEnd) : undefined;
         if (header !== undefined && this.core.replay !== undefined) this.core.checkReplay(this.conn, header);
-        if (channels.message.hasSubscribers && (header !== undefined || sampleMessage())) this.publish(kind, end - p.payloadStart, header);
-        if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(p.payloadStart, end)), header))
+        if (channels.message.hasSubscribers && (header !== undefined || sampleMessage())) this.publish(kind, end - payloadStart, header);
+        if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(payloadStart, end)), header))
           return;
         if (header === undefined) return this.echo(WsOpcode.BINARY, buf, start, end, inPlace);
         if (this.rxAt === 0) this.rxAt = performance.now();
         const stamped = stampHeader(header, serverStamp(this.conn, this.conn.messagesIn + this.batchIn, this.rxAt));
-        this.sendBody(encodeBody(p.opcode, buf.subarray(p.payloadStart, end), stamped));
+        this.sendBody(encodeBody(op, buf.subarray(payloadStart, end), stamped));
         this.batchOut++;
         return;
       }
       case V1Opcode.PING:
-        this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(p.payloadStart, end)));
+        this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(payloadStart, end)));
         return;
       case V1Opcode.HELLO:
         this.sendBody(
