@@ -81,7 +81,10 @@ export class Connection implements ConnectionInfo {
     this.transport = transport;
     this.peer = peer;
     this.connectedAt = Date.now();
-    this.lastRead = this.lastMessage = core.now;
+    // Not core.now: that coarse clock stands still while the core has no connections (its sweep
+    // timer is stopped), and a stale start would count the quiet time before this connection
+    // as its own silence (keepalive drop or idle close at the first sweep).
+    this.lastRead = this.lastMessage = this.connectedAt;
   }
 
   get queuedBytes(): number {

@@ -144,6 +144,30 @@ describe('keepalive', () => {
     }
   });
 
+  test('a connection opened after the server was empty for a while is not taken for a silent one', async () => {
+    const s = await startServer({ keepaliveIntervalMs: 100, idleTimeoutMs: 0, tcpPort: null });
+    try {
+      // One connection and gone: the sweep timer stops with the last connection.
+      const first = await openWs(s.wsUrl('/'));
+      first.terminate();
+      await nextClose((e) => e.connection.transport === 'ws');
+      // Quiet for more than two keepalive intervals: the time being tested, hence a timer.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const ws = await openWs(s.wsUrl('/'));
+      const closed = once(ws, 'close').then(() => 'closed' as const);
+      let pings = 0;
+      const pinged = new Promise<'pinged'>((resolve) => {
+        ws.on('ping', () => {
+          if (++pings === 3) resolve('pinged');
+        });
+      });
+      assert.equal(await Promise.race([pinged, closed]), 'pinged', 'dropped as if silent since before it connected');
+      ws.terminate();
+    } finally {
+      await s.close();
+    }
+  });
+
   test('TCP v1: a raw client that never answers is dropped; V1Client (answers pings) stays', async () => {
     const s = await startServer({ keepaliveIntervalMs: 100, idleTimeoutMs: 0, wsPort: null });
     try {
