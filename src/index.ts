@@ -3,6 +3,8 @@
  */
 export { createEchoServer, VERSION } from './server/echo-server.js';
 export type { EchoServer, EchoServerOptions, ServerAddresses } from './server/echo-server.js';
+export type { MetricsSource } from './server/http-routes.js';
+export type { Metrics, MetricsJson } from './observability/metrics.js';
 export { attach } from './server/attach.js';
 export type { AttachOptions, AttachedEcho } from './server/attach.js';
 export type { EchoConnection, EchoMessage, EchoReply, MessageHandler } from './core/core.js';

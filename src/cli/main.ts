@@ -8,6 +8,7 @@ import { helpText, loadSettings, SETTINGS, type Settings } from '../config/index
 import { createEchoServer, VERSION, type EchoServer } from '../server/echo-server.js';
 import { attachLogging, createLogger, type Logger } from '../observability/logger.js';
 import { attachTracing, createTracing } from '../observability/tracing.js';
+import { clusterMetricsView, serveClusterMetrics } from './cluster-metrics.js';
 
 /** Runs the CLI; resolves with the exit code (undefined: keep running, the server owns the loop). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
@@ -64,7 +65,8 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   const detachTracing = attachTracing(tracing);
   let server: EchoServer;
   try {
-    server = createEchoServer(settings);
+    // A worker's /metrics answers for the whole cluster (cluster-metrics.ts).
+    server = createEchoServer(cluster.isWorker ? { ...settings, metricsView: (own) => clusterMetricsView(own) } : settings);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`echoserver: ${err.message}\n`);
@@ -164,11 +166,15 @@ function runPrimary(settings: Readonly<Settings>, logger: Logger): Promise<numbe
   return new Promise((resolve) => {
     let failed = false;
     let stopping = false;
+    const stopMetrics = serveClusterMetrics();
     for (let i = 0; i < settings.workers; i++) cluster.fork();
     cluster.on('exit', (worker, code, signal) => {
       if (code !== 0) failed = true;
       if (!stopping) logger.error({ worker: worker.id, code, signal }, 'worker exited');
-      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failed ? 1 : 0);
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        stopMetrics();
+        resolve(failed ? 1 : 0);
+      }
     });
     const stop = (signal: NodeJS.Signals): void => {
       stopping = true;

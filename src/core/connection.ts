@@ -193,7 +193,9 @@ function onSocketData(this: LinkedSocket, chunk: Buffer): void {
   // Rate limits are charged per read, after the echo: over the rate, reading pauses (TCP flow
   // control pushes back on the client) and nothing already read is dropped.
   if (conn.limiter !== undefined || conn.lease?.limiter !== undefined) conn.core.charge(conn, conn.messagesIn - m0, n);
-  // Receive → echo handed to the kernel, per read batch (cheap: one clock read per read).
+  // Receive → echo handed to the kernel, per read batch that carried messages (cheap: one
+  // clock read per read; reads of only control frames are not echo batches).
+  if (conn.messagesIn === m0) return;
   if (this.writableLength === 0) conn.core.observeLatency(conn, performance.now() - t0);
   else if (conn.unflushedSince === 0) conn.unflushedSince = t0;
 }

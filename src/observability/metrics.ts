@@ -59,8 +59,25 @@ export interface Metrics {
   render(): Promise<string>;
   /** The design-names exposition ('' unless `designNames: 'separate'`). */
   renderDesign(): Promise<string>;
+  /**
+   * Either exposition as prom-client metric JSON, for {@link renderAggregate} in another
+   * process (`--workers`: one answer for the whole cluster).
+   */
+  json(which: 'main' | 'design'): Promise<MetricsJson>;
   /** Unregisters everything; idempotent. */
   close(): void;
+}
+
+/** One process's metrics as `Registry.getMetricsAsJSON()` returns them. */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/**
+ * One exposition for several processes' metrics (prom-client's documented cluster
+ * aggregation): counters and gauges are summed unless a metric sets another `aggregator`;
+ * prom-client's process metrics carry their own.
+ */
+export function renderAggregate(perProcess: readonly MetricsJson[]): Promise<string> {
+  return AggregatorRegistry.aggregate([...perProcess]).metrics();
 }
 
 /** Every `CloseReason` (the type is derived from this list), so each appears at 0 before it first happens. */
@@ -273,6 +290,8 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
       name: 'avg_latency_ms',
       help: `Mean receive-to-flush latency in milliseconds over the last ${windowMs / 1000} s (design-document name).`,
       labelNames: ['transport'],
+      // Across --workers: the mean of the workers' means (not weighted by message counts).
+      aggregator: 'average',
       registers: designRegisters,
       collect() {
         this.reset();
@@ -301,6 +320,11 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
         return Promise.resolve('');
       }
       return designRegistry.metrics();
+    },
+    json(which: 'main' | 'design'): Promise<MetricsJson> {
+      if (which === 'main') return Registry.merge([registry, histogramRegistry()]).getMetricsAsJSON();
+      if (designMode !== 'separate' || designRegistry === undefined || closed) return Promise.resolve([]);
+      return designRegistry.getMetricsAsJSON();
     },
     close(): void {
       if (closed) return;

@@ -19,7 +19,7 @@ import { makeStreamProtocol, refuseStream, type StreamFraming } from '../transpo
 import { handleUpgrade, peerOf } from '../transports/ws.js';
 import { V1Client, type V1ClientOptions } from '../client/stream-client.js';
 import { createRequestHandler, type MetricsSource } from './http-routes.js';
-import { createMetrics } from '../observability/metrics.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { channels } from '../core/events.js';
 import { keyFor } from '../core/core.js';
 import { authHttpError, extractBearer } from '../security/auth.js';
@@ -29,6 +29,11 @@ import { createSecurity, defaultOriginCheck, loadTls, type SecurityContext } fro
 export interface EchoServerOptions extends Partial<Settings> {
   /** Message hook (default: echo). See `MessageHandler`. */
   readonly onMessage?: MessageHandler;
+  /**
+   * What `/metrics` serves, given this server's own metrics (default: those). The CLI's
+   * `--workers` passes a view that answers for every worker of the cluster.
+   */
+  readonly metricsView?: (own: Metrics) => MetricsSource;
 }
 
 export interface ServerAddresses {
@@ -91,10 +96,15 @@ export const VERSION: string = (() => {
 })();
 
 /** Splits library-only options from settings and validates the settings. */
-function splitOptions(options: EchoServerOptions): { settings: Readonly<Settings>; onMessage: MessageHandler | undefined } {
-  const { onMessage, ...rest } = options;
+function splitOptions(options: EchoServerOptions): {
+  settings: Readonly<Settings>;
+  onMessage: MessageHandler | undefined;
+  metricsView: EchoServerOptions['metricsView'];
+} {
+  const { onMessage, metricsView, ...rest } = options;
   if (onMessage !== undefined && typeof onMessage !== 'function') throw new ConfigError('onMessage', 'must be a function');
-  return { settings: resolveSettings(rest), onMessage };
+  if (metricsView !== undefined && typeof metricsView !== 'function') throw new ConfigError('metricsView', 'must be a function');
+  return { settings: resolveSettings(rest), onMessage, metricsView };
 }
 
 /** Our HTTP listeners (plain or TLS: https.Server is not an http.Server subclass). */
@@ -111,10 +121,11 @@ function onTlsClientError(this: tls.Server, _err: Error, socket: tls.TLSSocket):
 }
 
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
-  const { settings, onMessage } = splitOptions(options);
+  const { settings, onMessage, metricsView } = splitOptions(options);
   const core = new EchoCore(settings, onMessage);
   // Metrics read the core's totals at scrape time: nothing per message.
-  const metrics: MetricsSource | undefined = settings.metrics ? createMetrics({ stats: () => core.snapshot() }) : undefined;
+  const own = settings.metrics ? createMetrics({ stats: () => core.snapshot() }) : undefined;
+  const metrics: MetricsSource | undefined = own === undefined || metricsView === undefined ? own : metricsView(own);
   const startedAt = Date.now();
   const addresses: ServerAddresses = {};
   const servers: { name: string; server: net.Server }[] = [];

@@ -227,6 +227,25 @@ describe('metrics after known traffic', () => {
   });
 });
 
+describe('echo latency', () => {
+  it('is observed once per read that carried messages, not for reads of close frames', async (t) => {
+    const srv = await startServer({ tcpPort: null });
+    t.after(() => srv.close());
+    for (let i = 0; i < 5; i++) {
+      const ws = await openWs(srv.wsUrl());
+      const echoed = once(ws, 'message');
+      ws.send('x');
+      await echoed;
+      const closed = once(ws, 'close');
+      ws.close(); // a read with only a close frame
+      await closed;
+    }
+    const { exp } = await scrape(srv.wsPort, '/metrics');
+    assert.equal(value(exp, 'echo_messages_in_total', { transport: 'ws' }), 5);
+    assert.equal(value(exp, 'echo_latency_seconds_count', { transport: 'ws' }), 5);
+  });
+});
+
 describe('admin port', () => {
   it('library adminPort: 0 serves the metrics there, and the WebSocket port answers 404', async (t) => {
     const srv = await startServer({ adminPort: 0 });
