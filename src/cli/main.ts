@@ -10,6 +10,9 @@ import { attachLogging, createLogger, type Logger } from '../observability/logge
 import { attachTracing, createTracing } from '../observability/tracing.js';
 import { clusterMetricsView, serveClusterMetrics } from './cluster-metrics.js';
 
+/** The primary's drain request to its workers (`--workers`; IPC message type). */
+const DRAIN = 'echoserver:drain';
+
 /** Runs the CLI; resolves with the exit code (undefined: keep running, the server owns the loop). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
   let parsed;
@@ -76,8 +79,10 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   }
   // Signals are handled from before listen(): a supervisor may signal as soon as it sees us.
   let stopping = false;
+  let drained = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
+      if (drained) return; // already done and on the way out: nothing to cut short
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
@@ -85,6 +90,7 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
     logger.info({ event: 'draining', signal, drainMs: settings.drainTimeoutMs }, 'draining');
     server.close({ drainMs: settings.drainTimeoutMs }).then(
       ({ clean }) => {
+        drained = true;
         const totals = Object.entries(server.stats())
           .filter(([, s]) => s.connectionsOpened > 0)
           .map(([transport, s]) => ({ transport, connections: s.connectionsOpened, messagesIn: s.messagesIn, messagesOut: s.messagesOut }));
@@ -105,6 +111,15 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // --workers: the primary asks for the drain over IPC, not by signal, so that a worker that
+  // also got the signal itself (a supervisor signalling the whole process group) does not take
+  // the primary's request for a second signal and exit without draining.
+  if (cluster.isWorker) {
+    process.on('message', (m: unknown) => {
+      const drain = m as { type?: unknown; signal?: NodeJS.Signals } | null;
+      if (drain?.type === DRAIN && !stopping) stop(drain.signal ?? 'SIGTERM');
+    });
+  }
   try {
     const addresses = await server.listen();
     logger.info(
@@ -176,9 +191,16 @@ function runPrimary(settings: Readonly<Settings>, logger: Logger): Promise<numbe
         resolve(failed ? 1 : 0);
       }
     });
+    // First signal: every worker drains (asked over IPC, see serve()); a second one is
+    // forwarded as a signal, which a draining worker takes as "exit now".
     const stop = (signal: NodeJS.Signals): void => {
+      const again = stopping;
       stopping = true;
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
+      for (const w of Object.values(cluster.workers ?? {})) {
+        if (w === undefined) continue;
+        if (again) w.process.kill(signal);
+        else if (w.isConnected()) w.send({ type: DRAIN, signal }); // else: drained, exiting
+      }
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -48,4 +48,28 @@ describe('serve --workers 2', () => {
       cli.kill();
     }
   });
+
+  it('SIGTERM to the whole process group (primary and workers at once) drains every worker and exits 0', { timeout: 30_000 }, async () => {
+    const port = await freePort();
+    const cli = spawnCli(['serve', '--insecure', '--host', '127.0.0.1', '--ws-port', String(port), '--tcp-port', 'off', '--workers', '2']);
+    try {
+      const pids: number[] = [];
+      for (const id of [1, 2]) {
+        const l = await cli.waitFor((x) => x['event'] === 'listening' && x['worker'] === id, `worker ${id} listening`);
+        pids.push(l['pid'] as number);
+      }
+      // As systemd's default KillMode does: every process of the group gets the signal.
+      cli.child.kill('SIGTERM');
+      for (const pid of pids) process.kill(pid, 'SIGTERM');
+      assert.deepEqual(await cli.exited, { code: 0, signal: null }, cli.stderr());
+      assert.equal(cli.lines.filter((l) => l['event'] === 'stopped' && l['clean'] === true).length, 2, 'both workers drained');
+      assert.equal(
+        cli.lines.some((l) => String(l['msg']).startsWith('second signal')),
+        false,
+        'no worker took the primary for a second signal',
+      );
+    } finally {
+      cli.kill();
+    }
+  });
 });
