@@ -325,7 +325,15 @@ const ROWS = [
     default: 'auto',
     doc: 'Log format; auto is pretty when stdout is a TTY, JSON otherwise.',
   }),
-  row({ name: 'workers', flag: '--workers', kind: 'int', min: 1, max: 64, default: 1, doc: 'Worker processes sharing the listeners.' }),
+  row({
+    name: 'workers',
+    flag: '--workers',
+    kind: 'int',
+    min: 1,
+    max: 64,
+    default: 1,
+    doc: 'Worker processes sharing the listeners; /metrics answers for all of them, SIGTERM drains them all.',
+  }),
   row({
     name: 'metrics',
     flag: '--metrics',
