@@ -5,9 +5,10 @@
  * aggregation (`renderAggregate`). A scrape then sees the whole server, whichever worker
  * answers it; without this, counters would jump between the workers' values.
  *
- * Bounded: at most MAX_PENDING scrapes in flight in the primary (more are refused), and each
- * fails after TIMEOUT_MS if a worker does not answer: a partial sum would look like a counter
- * reset, so a failed scrape (HTTP 500, "metrics unavailable") is the honest answer.
+ * Bounded: at most MAX_PENDING scrapes in flight in the primary and in each worker (more are
+ * refused), and each fails after TIMEOUT_MS if a worker does not answer: a partial sum would
+ * look like a counter reset, so a failed scrape (HTTP 500, "metrics unavailable") is the
+ * honest answer.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { renderAggregate, type Metrics, type MetricsJson } from '../observability/metrics.js';
@@ -41,7 +42,8 @@ interface CollectReply {
 }
 
 const TIMEOUT_MS = 5_000;
-const MAX_PENDING = 32;
+/** Scrapes in flight at once (primary, and each worker); exported for the tests. */
+export const MAX_PENDING = 32;
 
 function isMessage<T extends { type: string }>(m: unknown, type: T['type']): m is T {
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type;
@@ -66,6 +68,7 @@ export function serveClusterMetrics(timeoutMs = TIMEOUT_MS): () => void {
     };
     if (pending.size >= MAX_PENDING) return reply({ error: 'too many metrics scrapes in flight' });
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+    if (workers.length === 0) return reply({ error: 'no worker is connected' });
     const id = ++nextId;
     const parts: MetricsJson[] = [];
     const timer = setTimeout(() => done(`a worker did not answer within ${timeoutMs} ms`), timeoutMs);
@@ -113,6 +116,7 @@ export function clusterMetricsView(own: Metrics, timeoutMs = TIMEOUT_MS): Metric
 
   function render(which: Which): Promise<string> {
     if (process.send === undefined) return Promise.reject(new Error('not a cluster worker'));
+    if (waiting.size >= MAX_PENDING) return Promise.reject(new Error('too many metrics scrapes in flight'));
     const id = ++nextId;
     return new Promise<string>((resolve, reject) => {
       // The primary bounds its own wait; this one only covers a primary that is gone.

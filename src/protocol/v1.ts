@@ -52,18 +52,17 @@ export interface V1BodyParts {
   payloadStart: number;
 }
 
+/** A fresh {@link V1BodyParts} for parseBody to fill (hot paths keep one and reuse it). */
+export function newBodyParts(): V1BodyParts {
+  return { opcode: V1Opcode.BINARY, headerStart: -1, headerEnd: -1, payloadStart: 0 };
+}
+
 /**
  * Validates one body (`buf[bodyStart, end)`) and returns its parts; throws ProtocolError.
  * Also used by the WebSocket `echo.v1` subprotocol, whose messages are bodies. The hot paths
  * pass their own `out` to fill, so that decoding allocates nothing per frame.
  */
-export function parseBody(
-  buf: Buffer,
-  bodyStart: number,
-  end: number,
-  limits: V1Limits,
-  out: V1BodyParts = { opcode: V1Opcode.BINARY, headerStart: -1, headerEnd: -1, payloadStart: 0 },
-): V1BodyParts {
+export function parseBody(buf: Buffer, bodyStart: number, end: number, limits: V1Limits, out: V1BodyParts = newBodyParts()): V1BodyParts {
   if (end - bodyStart < 1) throw malformed('empty frame');
   const kind = buf[bodyStart] as number;
   const opcode = kind & 0x0f;
@@ -117,7 +116,7 @@ export function parseBody(
  * parseBody's result for every V1Decoder, reused: it is read only to pass its fields to the
  * handler, before any other frame can be parsed.
  */
-const DECODER_PARTS: V1BodyParts = { opcode: V1Opcode.BINARY, headerStart: -1, headerEnd: -1, payloadStart: 0 };
+const DECODER_PARTS = newBodyParts();
 
 /** Incremental decoder: `push(chunk)` calls the handler for every complete, valid frame. */
 export class V1Decoder implements FrameSink {

@@ -62,6 +62,8 @@ export const TLS_DEFAULTS = Object.freeze({
 });
 
 const DAY_MS = 86_400_000;
+/** Deadline for generating the self-signed certificate (it takes ~100 ms). */
+const SELF_SIGNED_TIMEOUT_MS = 30_000;
 
 async function readPem(file: string, setting: string): Promise<string> {
   try {
@@ -82,7 +84,7 @@ function isIpHost(h: string): boolean {
  */
 export async function generateSelfSigned(
   hostnames: readonly string[],
-  options: { days?: number; now?: number } = {},
+  options: { days?: number; now?: number; timeoutMs?: number } = {},
 ): Promise<{ cert: string; key: string }> {
   const now = options.now ?? Date.now();
   const days = options.days ?? TLS_DEFAULTS.selfSignedDays;
@@ -92,11 +94,20 @@ export async function generateSelfSigned(
   const ips = names.filter(isIpHost);
   // Back-date a little: a client whose clock is behind ours would otherwise see "not yet valid".
   const request: SelfSignedRequest = { dns, ips, notBefore: now - 5 * 60_000, notAfter: now + days * DAY_MS };
+  const timeoutMs = options.timeoutMs ?? SELF_SIGNED_TIMEOUT_MS;
   return new Promise((resolvePems, reject) => {
     const worker = new Worker(new URL('./self-signed-worker.js', import.meta.url), { workerData: request });
+    // Start-up must not hang on it: past the deadline the worker is stopped and start fails.
+    const timer = setTimeout(() => {
+      reject(new Error(`certificate generation took longer than ${timeoutMs} ms`));
+      void worker.terminate();
+    }, timeoutMs);
     worker.once('message', (pems: { cert: string; key: string }) => resolvePems(pems));
     worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`certificate generation stopped (worker exit code ${code})`)));
+    worker.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`certificate generation stopped (worker exit code ${code})`));
+    });
   });
 }
 

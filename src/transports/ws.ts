@@ -13,7 +13,7 @@ import type { Connection, ProtocolAdapter } from '../core/connection.js';
 import { keyFor, type EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
 import { parseHeader, stampHeader, type MetadataHeader } from '../protocol/header.js';
-import { encodeBody, parseBody, V1Opcode, type V1BodyParts, type V1Limits } from '../protocol/v1.js';
+import { encodeBody, newBodyParts, parseBody, V1Opcode, type V1Limits } from '../protocol/v1.js';
 import {
   encodeClosePayload,
   encodeFrame,
@@ -57,7 +57,7 @@ export function pooledBuffers(): number {
 }
 const EMPTY = Buffer.alloc(0);
 /** parseBody's result for `echo.v1` messages, reused (parsing is synchronous). */
-const V1_PARTS: V1BodyParts = { opcode: V1Opcode.BINARY, headerStart: -1, headerEnd: -1, payloadStart: 0 };
+const V1_PARTS = newBodyParts();
 
 export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   private readonly receiver: WsReceiver;

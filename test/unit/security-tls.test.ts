@@ -9,7 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { connect, createServer, type ConnectionOptions, type Server, type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
 import { ConfigError } from '../../src/errors.js';
-import { loadTlsMaterial, onSighupReload, peerIdentity, watchTlsFiles, type TlsMaterial } from '../../src/security/tls.js';
+import {
+  generateSelfSigned,
+  loadTlsMaterial,
+  onSighupReload,
+  peerIdentity,
+  watchTlsFiles,
+  type TlsMaterial,
+} from '../../src/security/tls.js';
 
 // These tests use real sockets on 127.0.0.1 (the TLS handshake is the unit under test).
 
@@ -284,4 +291,13 @@ test('watchTlsFiles: a touched file with unchanged content does not reload', asy
   await next;
   assert.equal(calls, 1);
   assert.deepEqual(errors, []);
+});
+
+test('self-signed generation runs in a worker, and a deadline bounds it (start-up never hangs on it)', async () => {
+  const { cert, key } = await generateSelfSigned(['example.test']);
+  const x = new X509Certificate(cert);
+  assert.match(x.subjectAltName ?? '', /DNS:example\.test/);
+  assert.match(key, /PRIVATE KEY/);
+  // A worker cannot even start within 1 ms: the deadline rejects and stops it.
+  await assert.rejects(generateSelfSigned(['example.test'], { timeoutMs: 1 }), /longer than 1 ms/);
 });
