@@ -6,11 +6,13 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureSystemDeps } from './system-deps.js';
 
 const run = (cmd, args) => {
   const r = spawnSync(cmd, args, { stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
 };
+ensureSystemDeps();
 rmSync('build', { recursive: true, force: true });
 run('npx', ['tsc', '-p', 'tsconfig.build.json']);
 run('npx', ['tsc', '-p', 'tsconfig.json']);
