@@ -36,6 +36,7 @@ export const ErrorCode = {
   CLOSED: 'ECHO_ERR_CLOSED',
   STATE: 'ECHO_ERR_STATE',
   TIMEOUT: 'ECHO_ERR_TIMEOUT',
+  ARGUMENT: 'ECHO_ERR_ARGUMENT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -36,6 +36,8 @@ export interface Settings {
   maxHeaderBytes: number;
   /** Bytes: per-connection send-queue high water (reading pauses above it), >= 1024. @default 1048576 */
   maxQueueBytes: number;
+  /** Bytes: server-wide budget for partly received frames; above it the peers holding large partial frames are paused. @default 67108864 */
+  maxBufferedBytes: number;
   /** Milliseconds the queue may stay above high water before the connection is closed; 0 = never. @default 30000 */
   stallTimeoutMs: number;
   /** Milliseconds with no message either way before closing; 0 = off. @default 600000 */
@@ -267,6 +269,16 @@ const ROWS = [
     min: 1024,
     default: 1_048_576,
     doc: 'Per-connection send-queue high water; above it the server stops reading that peer.',
+  }),
+  // A pod with 256 MiB of memory: 64 MiB of partial frames plus the server itself fits.
+  row({
+    name: 'maxBufferedBytes',
+    flag: '--max-buffered-bytes',
+    kind: 'bytes',
+    unit: 'bytes',
+    min: 65_536,
+    default: 67_108_864,
+    doc: 'Server-wide budget for bytes held in partly received frames; above it the server stops reading the peers holding large partial frames (they are throttled, not dropped).',
   }),
   row({
     name: 'stallTimeoutMs',

@@ -1,14 +1,16 @@
 /**
- * One connection, whatever its transport: minimal metadata, counters, the bounded send
- * queue (the socket's writable buffer, with reading paused above `maxQueueBytes`), and its
- * close state. The wire protocol is a `ProtocolAdapter`; the socket is any Duplex, so TCP,
- * TLS, Unix, upgraded WebSocket sockets and in-process pairs all take this one path.
+ * One connection, whatever its transport: minimal metadata, counters, the bounded send queue
+ * (the socket's writable buffer), one flow-control state (a set of reasons to stop reading,
+ * and one place that decides), and its close state. The wire protocol is a `ProtocolAdapter`;
+ * the socket is any Duplex, so TCP, TLS, Unix, upgraded WebSocket sockets and in-process pairs
+ * all take this one path. The connection talks to the core only through `ConnectionHost`.
  */
 import type { Duplex } from 'node:stream';
 import type { MetadataHeader } from '../protocol/header.js';
 import type { CloseReason, ConnectionInfo, MessageKind, TransportName, TransportStats } from './types.js';
-import type { EchoCore } from './core.js';
 import type { ClientLease, RateLimiter } from '../security/rate-limit.js';
+import type { Clock } from './clock.js';
+import { BatchWriter } from './batch-writer.js';
 
 /** The wire side of a connection (WebSocket, v1, len, raw): one per connection. */
 export interface ProtocolAdapter {
@@ -16,19 +18,56 @@ export interface ProtocolAdapter {
   onData(chunk: Buffer): void;
   /** Sends a server-initiated message (handler replies, pushes). */
   send(kind: MessageKind, data: Buffer, header?: MetadataHeader): void;
-  /** Sends a keepalive ping, where the protocol has one. */
+  /**
+   * False for framings with no ping (`len`, raw): their silence is governed only by the idle
+   * timeout, and TCP keepalive on the socket finds dead peers.
+   */
+  readonly canPing: boolean;
+  /** Sends a keepalive ping (only called when `canPing`). */
   ping(): void;
   /**
    * Starts the closing handshake: queue a close frame (after everything already queued) and
    * keep reading until the peer answers; protocols without one just end the socket.
    */
   close(code: number, reason: string): void;
-  /** Bytes held for incomplete frames. */
+  /** Bytes held for incomplete frames (counted against the server-wide budget). */
   readonly bufferedBytes: number;
+}
+
+/** What a connection needs from the core (a narrow port: no import of the core itself). */
+export interface ConnectionHost {
+  readonly settings: { readonly maxQueueBytes: number; readonly instance: string };
+  readonly clock: Clock;
+  /** Coarse clock (the clock's reading at the last sweep), for the hot path. */
+  readonly now: number;
+  nextId(): string;
+  /** One read arrived (the core's per-read path: decode, rate, budget, latency). */
+  onRead(conn: Connection, chunk: Buffer): void;
+  /** The send queue drained below the kernel: latency bookkeeping. */
+  onDrain(conn: Connection): void;
+  /** The socket has closed. */
+  remove(conn: Connection): void;
+  onConnectionError(conn: Connection, err: unknown): void;
 }
 
 export const ConnState = { OPEN: 0, CLOSING: 1, CLOSED: 2 } as const;
 type ConnState = (typeof ConnState)[keyof typeof ConnState];
+
+/**
+ * Reasons to stop reading a peer. Reading resumes only when none is left, so a drain cannot
+ * resume a connection the rate limiter paused, nor either one a pending `hello`.
+ */
+export const Pause = {
+  /** The send queue is above `maxQueueBytes` (the peer does not read its echoes). */
+  QUEUE: 1,
+  /** Over the rate limit until the limiter's timer fires. */
+  RATE: 2,
+  /** Credentials of a `hello` are being checked. */
+  AUTH: 4,
+  /** The server-wide budget for partly received frames is spent. */
+  BUDGET: 8,
+} as const;
+export type Pause = (typeof Pause)[keyof typeof Pause];
 
 /** Socket → connection link; listeners are shared named functions, not per-connection closures. */
 export const kConn = Symbol('echoserver.connection');
@@ -44,47 +83,50 @@ export class Connection implements ConnectionInfo {
   messagesOut = 0;
   bytesIn = 0;
   bytesOut = 0;
-  /** Per-connection message sequence (for `srv.seq`). */
-  seq = 0;
   protocol!: ProtocolAdapter;
+  /** Echoes and replies of the current read, written in as few writes as possible. */
+  readonly out: BatchWriter;
   state: ConnState = ConnState.OPEN;
-  /** Coarse clock readings (EchoCore.now): last read, last data message either way, last ping. */
+  /** Coarse clock readings: last read, last data message either way, last ping. */
   lastRead: number;
   lastMessage: number;
   lastPing = 0;
   closingSince = 0;
-  /** Reading paused because the send queue is over its limit; since when. */
+  /** Reading paused because the send queue is over its limit; since when (0: not). */
   stalledSince = 0;
+  /** Reasons reading is paused now (a set of `Pause` bits; 0 = reading). */
+  paused = 0;
   /** `performance.now()` of the oldest read whose echo is not flushed yet (0: none). */
   unflushedSince = 0;
   /** Per-connection rate limiter and per-client lease (undefined when those limits are off). */
   limiter: RateLimiter | undefined = undefined;
   lease: ClientLease | undefined = undefined;
-  /** Key for per-client limits and replay protection: identity, else IP. */
+  /** Key for per-client limits: identity, else IP (unix and in-process: the connection). */
   clientKey = '';
-  /** Reading paused by the rate limiter until its timer fires. */
-  throttled = false;
-  /** Coarse-clock deadline for the hello (authentication on framing v1); 0 = none. */
+  /** Clock deadline for the hello (authentication on framing v1); 0 = none. */
   helloDeadline = 0;
+  /** Bytes of partly received frames counted against the server-wide budget. */
+  heldBytes = 0;
   closeCode = 1006;
   closeReason: CloseReason = 'normal';
   closeDetail = '';
 
   constructor(
-    readonly core: EchoCore,
+    readonly host: ConnectionHost,
     readonly socket: Duplex,
     transport: TransportName,
     peer: string,
     readonly stats: TransportStats,
   ) {
-    this.id = core.nextId();
+    this.id = host.nextId();
     this.transport = transport;
     this.peer = peer;
-    this.connectedAt = Date.now();
-    // Not core.now: that coarse clock stands still while the core has no connections (its sweep
-    // timer is stopped), and a stale start would count the quiet time before this connection
-    // as its own silence (keepalive drop or idle close at the first sweep).
+    // The clock itself, not the coarse reading: that stands still while the core has no
+    // connections (its sweep is stopped), and a stale start would count the quiet time before
+    // this connection as its own silence (keepalive drop or idle close at the first sweep).
+    this.connectedAt = host.clock.now();
     this.lastRead = this.lastMessage = this.connectedAt;
+    this.out = new BatchWriter(this);
   }
 
   get queuedBytes(): number {
@@ -95,7 +137,7 @@ export class Connection implements ConnectionInfo {
     return this.state === ConnState.OPEN;
   }
 
-  /** Starts listening to the socket. */
+  /** Starts listening to the socket with its protocol (built before the connection is registered). */
   start(protocol: ProtocolAdapter): void {
     this.protocol = protocol;
     const s = this.socket as LinkedSocket;
@@ -105,43 +147,60 @@ export class Connection implements ConnectionInfo {
     s.on('end', onSocketEnd);
     s.on('error', onSocketError);
     s.on('close', onSocketClose);
+    // A reason to pause may have been set while the protocol was built (a pending hello).
+    if (this.paused !== 0) s.pause();
+  }
+
+  /** Adds a reason to stop reading. */
+  pause(reason: Pause): void {
+    if (this.paused === 0 && this.state !== ConnState.CLOSED) this.socket.pause();
+    this.paused |= reason;
+  }
+
+  /** Removes a reason; reading resumes when none is left. */
+  resume(reason: Pause): void {
+    if ((this.paused & reason) === 0) return;
+    this.paused &= ~reason;
+    if (this.paused === 0 && this.state !== ConnState.CLOSED) this.socket.resume();
   }
 
   /**
    * Hands bytes to the socket and accounts for them. Above the queue limit, reading from this
    * peer stops until the queue drains (STYLE.md §6): the queue grows by at most one read's
-   * echoes past the limit.
+   * echoes past the limit. Returns false when the queue is above the limit.
    */
-  write(buf: Buffer, onFlushed?: (err?: Error | null) => void): void {
+  write(buf: Buffer, onFlushed?: (err?: Error | null) => void): boolean {
     this.bytesOut += buf.length;
     this.stats.bytesOut += buf.length;
     const s = this.socket;
     s.write(buf, onFlushed);
-    if (s.writableLength > this.core.settings.maxQueueBytes && this.stalledSince === 0) {
-      this.stalledSince = this.core.now;
-      s.pause();
+    if (s.writableLength <= this.host.settings.maxQueueBytes) return true;
+    if (this.stalledSince === 0) {
+      this.stalledSince = this.host.now;
+      this.pause(Pause.QUEUE);
     }
+    return false;
   }
 
   /** Counts echoes/replies sent (per batch, not per message). */
   sent(messages: number): void {
     this.messagesOut += messages;
     this.stats.messagesOut += messages;
-    this.lastMessage = this.core.now;
+    this.lastMessage = this.host.now;
   }
 
   /** Counts messages received (per batch). */
   received(messages: number): void {
     this.messagesIn += messages;
     this.stats.messagesIn += messages;
-    this.lastMessage = this.core.now;
+    this.lastMessage = this.host.now;
   }
 
   /** Closes with a close frame (protocols that have one) and a reason for logs and metrics. */
   close(code: number, detail: string, reason: CloseReason): void {
     if (this.state !== ConnState.OPEN) return;
     this.state = ConnState.CLOSING;
-    this.closingSince = this.core.now;
+    this.closingSince = this.host.now;
     this.closeCode = code;
     this.closeReason = reason;
     this.closeDetail = detail;
@@ -155,7 +214,8 @@ export class Connection implements ConnectionInfo {
       this.closeDetail = detail;
       this.closeReason = 'normal';
     }
-    this.state = ConnState.CLOSING;
+    if (this.state !== ConnState.CLOSED) this.state = ConnState.CLOSING;
+    this.closingSince ||= this.host.now;
     this.socket.end();
   }
 
@@ -166,49 +226,27 @@ export class Connection implements ConnectionInfo {
       this.closeReason = reason;
       this.closeDetail = detail;
     }
-    this.state = ConnState.CLOSING;
+    if (this.state !== ConnState.CLOSED) this.state = ConnState.CLOSING;
     this.socket.destroy();
   }
 
   /** Error from the protocol (ProtocolError → its close code) or the handler hook. */
   fail(err: unknown): void {
-    this.core.onConnectionError(this, err);
+    this.host.onConnectionError(this, err);
   }
 }
 
 function onSocketData(this: LinkedSocket, chunk: Buffer): void {
   const conn = this[kConn] as Connection;
-  const n = chunk.length;
-  conn.bytesIn += n;
-  conn.stats.bytesIn += n;
-  conn.lastRead = conn.core.now;
-  const t0 = performance.now();
-  const m0 = conn.messagesIn;
-  try {
-    conn.protocol.onData(chunk);
-  } catch (err) {
-    conn.fail(err);
-    return;
-  }
-  // Rate limits are charged per read, after the echo: over the rate, reading pauses (TCP flow
-  // control pushes back on the client) and nothing already read is dropped.
-  if (conn.limiter !== undefined || conn.lease?.limiter !== undefined) conn.core.charge(conn, conn.messagesIn - m0, n);
-  // Receive → echo handed to the kernel, per read batch that carried messages (cheap: one
-  // clock read per read; reads of only control frames are not echo batches).
-  if (conn.messagesIn === m0) return;
-  if (this.writableLength === 0) conn.core.observeLatency(conn, performance.now() - t0);
-  else if (conn.unflushedSince === 0) conn.unflushedSince = t0;
+  conn.host.onRead(conn, chunk);
 }
 
 function onSocketDrain(this: LinkedSocket): void {
   const conn = this[kConn] as Connection;
-  if (conn.unflushedSince !== 0) {
-    conn.core.observeLatency(conn, performance.now() - conn.unflushedSince);
-    conn.unflushedSince = 0;
-  }
+  conn.host.onDrain(conn);
   if (conn.stalledSince !== 0) {
     conn.stalledSince = 0;
-    if (conn.state !== ConnState.CLOSED && !conn.throttled) this.resume();
+    conn.resume(Pause.QUEUE);
   }
 }
 
@@ -222,7 +260,7 @@ function onSocketEnd(this: LinkedSocket): void {
   if (!this.writableEnded) this.end();
 }
 
-function onSocketError(this: LinkedSocket, err: Error): void {
+function onSocketError(this: LinkedSocket, err: Error & { code?: string }): void {
   const conn = this[kConn] as Connection;
   if (conn.state === ConnState.OPEN) {
     conn.closeReason = 'error';
@@ -233,5 +271,5 @@ function onSocketError(this: LinkedSocket, err: Error): void {
 function onSocketClose(this: LinkedSocket): void {
   const conn = this[kConn] as Connection;
   conn.state = ConnState.CLOSED;
-  conn.core.remove(conn);
+  conn.host.remove(conn);
 }

@@ -1,14 +1,25 @@
 /**
- * The echo core: the registry of connections, the connection limit, one sweep timer for idle,
- * keepalive, stall and closing deadlines (one timer for all connections rather than one per
- * connection: memory per idle connection is a target), per-transport totals, the message hook
- * and the drain on shutdown.
+ * The echo core owns the message path for every transport:
+ * - one admission step (draining → connection limit, counting upgrades still being
+ *   authenticated → per-client lease → register), used by every listener;
+ * - one per-read path (decode → per-message pipeline → one batched write → rate → budget);
+ * - one per-message pipeline (replay check → embedder hook → echo with the `srv` stamp);
+ * - one flow-control state per connection (`Connection.pause/resume` with a set of reasons);
+ * - one sweep timer for idle, keepalive, stall, hello and closing deadlines (one timer for all
+ *   connections rather than one per connection: memory per idle connection is a target);
+ * - one server-wide budget for bytes held in partly received frames;
+ * - one clock (`Clock`), which tests replace.
+ * Transports only decode and encode (`ProtocolAdapter`).
  */
 import type { Duplex } from 'node:stream';
-import { CloseCode, EchoError, ProtocolError } from '../errors.js';
+import { CloseCode, EchoError, ErrorCode, ProtocolError } from '../errors.js';
 import type { MetadataHeader } from '../protocol/header.js';
-import { channels } from './events.js';
-import { Connection, ConnState, type ProtocolAdapter } from './connection.js';
+import { stampHeader } from '../protocol/header.js';
+import { isValidCloseCode } from '../protocol/ws-frame.js';
+import { channels, sampleMessage } from './events.js';
+import { systemClock, type Clock } from './clock.js';
+import { Connection, ConnState, Pause, type ConnectionHost, type ProtocolAdapter } from './connection.js';
+import { publishMessage, serverStamp } from './message-events.js';
 import type { Authenticator } from '../security/auth.js';
 import { ClientLimits, clientKey, RateLimiter, rateCeilingError, type ClientLease, type RateLimitOptions } from '../security/rate-limit.js';
 import { replayError, type ReplayGuards } from '../security/replay.js';
@@ -28,6 +39,7 @@ export interface CoreSettings {
   readonly maxFrameBytes: number;
   readonly maxHeaderBytes: number;
   readonly maxQueueBytes: number;
+  readonly maxBufferedBytes: number;
   readonly stallTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly keepaliveIntervalMs: number;
@@ -51,9 +63,19 @@ export interface EchoReply {
 
 /** The connection as the handler hook sees it: metadata plus send and close. */
 export interface EchoConnection extends ConnectionInfo {
-  /** Sends a message to this peer (a push, outside of any reply). False once closing. */
+  /**
+   * Sends a message to this peer (a push, outside of any reply). Returns false once the
+   * connection is closing (nothing was sent) or when its send queue is above `maxQueueBytes`
+   * (the message is queued; wait for `drained()` before sending more).
+   */
   send(data: string | Uint8Array, options?: { kind?: MessageKind; header?: MetadataHeader }): boolean;
-  /** Closes with a close code (default 1000) and reason. */
+  /** Resolves when the send queue is below `maxQueueBytes` again (at once if it is), or the connection closed. */
+  drained(): Promise<void>;
+  /**
+   * Closes with a close code (default 1000) and reason. The code must be one a peer may
+   * receive (1000–1003, 1007–1014, 3000–4999) and the reason at most 123 UTF-8 bytes:
+   * anything else throws an `EchoError` (`ECHO_ERR_ARGUMENT`) and nothing is sent.
+   */
   close(code?: number, reason?: string): void;
 }
 
@@ -63,6 +85,19 @@ export interface EchoConnection extends ConnectionInfo {
  * replies computed later. Throwing closes the connection with 1011.
  */
 export type MessageHandler = (message: EchoMessage, connection: EchoConnection) => EchoReply | null | undefined;
+
+/** A refused admission: what the listener answers (HTTP 503 or close 1013 / 1001). */
+export interface Refusal {
+  readonly reason: CloseReason;
+  readonly code: number;
+  readonly message: string;
+}
+
+/** An admission: the per-client lease (undefined when there are no per-client limits). */
+export interface Admitted {
+  readonly lease: ClientLease | undefined;
+  readonly key: string;
+}
 
 /** Zeroed totals for one transport. */
 export const emptyStats = (): TransportStats => ({
@@ -84,6 +119,9 @@ export const emptyStats = (): TransportStats => ({
 /** How long a closing handshake may take before the socket is dropped, ms. */
 export const CLOSE_TIMEOUT_MS = 5000;
 
+/** A partly received frame at least this large is paused when the server-wide budget is spent. */
+export const BUDGET_PAUSE_MIN_BYTES = 64 * 1024;
+
 /** Close reasons of 1008 refusals, by error code (the wire code is the same). */
 const POLICY_REASONS: Partial<Record<string, CloseReason>> = { ECHO_ERR_AUTH: 'auth', ECHO_ERR_REPLAY: 'replay', ECHO_ERR_RATE: 'rate' };
 
@@ -104,7 +142,7 @@ const processTag =
     .toString(36)
     .padStart(4, '0');
 
-export class EchoCore {
+export class EchoCore implements ConnectionHost {
   readonly connections = new Set<Connection>();
   readonly stats: Record<TransportName, TransportStats> = {
     ws: emptyStats(),
@@ -113,8 +151,8 @@ export class EchoCore {
     raw: emptyStats(),
     inproc: emptyStats(),
   };
-  /** Coarse clock (Date.now() at the last sweep tick), read on the hot path instead of a syscall. */
-  now = Date.now();
+  /** Coarse clock (the clock's reading at the last sweep tick), read on the hot path instead of a syscall. */
+  now: number;
   draining = false;
   handler: MessageHandler | undefined;
   /** Security pieces (set by the server at listen; undefined = feature off). */
@@ -122,6 +160,14 @@ export class EchoCore {
   replay: ReplayGuards | undefined;
   connectionRate: RateLimitOptions | undefined;
   clients: ClientLimits | undefined;
+  /** Upgrades admitted to authentication and not yet connected: they hold a place under the limit. */
+  pendingAdmissions = 0;
+  /** Bytes held in partly received frames, all connections (the budget's figure). */
+  heldBytes = 0;
+  /** Connections paused because the budget is spent. */
+  readonly budgetPaused = new Set<Connection>();
+  /** The one budget-paused connection allowed to read on (rotated every sweep), so frames complete. */
+  private budgetRunner: Connection | undefined = undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
   private drainWaiters: (() => void)[] = [];
@@ -129,8 +175,10 @@ export class EchoCore {
   constructor(
     readonly settings: CoreSettings,
     handler?: MessageHandler,
+    readonly clock: Clock = systemClock,
   ) {
     this.handler = handler;
+    this.now = clock.now();
     const periods = [
       settings.idleTimeoutMs,
       settings.keepaliveIntervalMs,
@@ -148,7 +196,7 @@ export class EchoCore {
 
   /** True when a new connection would exceed `maxConnections` (the transport answers 503 / 1013). */
   get full(): boolean {
-    return this.connections.size >= this.settings.maxConnections;
+    return this.connections.size + this.pendingAdmissions >= this.settings.maxConnections;
   }
 
   /** Counts a refused connection or upgrade and publishes it. */
@@ -158,45 +206,105 @@ export class EchoCore {
     if (channels.reject.hasSubscribers) channels.reject.publish({ transport, reason, peer, detail });
   }
 
-  /**
-   * Per-client admission: a lease on the client's shared limits, `undefined` when there are no
-   * per-client limits, `null` when this client is over its connection limit (503 / 1013).
-   */
-  openLease(key: string): ClientLease | undefined | null {
-    if (this.clients === undefined) return undefined;
-    const lease = this.clients.open(key, Date.now());
-    return 'refused' in lease ? null : lease;
+  private refuse(transport: TransportName, peer: string, reason: CloseReason, code: number, message: string): Refusal {
+    this.reject(transport, reason, peer, message);
+    return { reason, code, message };
   }
 
-  /** Registers an accepted socket; the caller has already checked `full`, `draining` and the lease. */
-  add(
+  /** Draining → connection limit; undefined when there is room. Counts the refusal. */
+  private roomFor(transport: TransportName, peer: string): Refusal | undefined {
+    if (this.draining) return this.refuse(transport, peer, 'shutdown', CloseCode.GOING_AWAY, 'server is shutting down');
+    if (this.full) return this.refuse(transport, peer, 'limit', CloseCode.TRY_AGAIN_LATER, 'connection limit reached');
+    return undefined;
+  }
+
+  /**
+   * Holds a place under the connection limit while an upgrade is authenticated (JWT, JWKS):
+   * a flood of slow handshakes cannot go past the limit. Release with `unreserve()`.
+   */
+  reserve(transport: TransportName, peer: string): Refusal | undefined {
+    const refusal = this.roomFor(transport, peer);
+    if (refusal === undefined) this.pendingAdmissions++;
+    return refusal;
+  }
+
+  unreserve(): void {
+    if (this.pendingAdmissions > 0) this.pendingAdmissions--;
+  }
+
+  /**
+   * The one admission step: draining → connection limit → per-client lease. `key` is the
+   * client's key for per-client limits (see `clientKeyOf`).
+   */
+  admit(transport: TransportName, peer: string, key: string): Admitted | Refusal {
+    const refusal = this.roomFor(transport, peer);
+    if (refusal !== undefined) return refusal;
+    if (this.clients === undefined) return { lease: undefined, key };
+    const lease = this.clients.open(key, this.clock.now());
+    if ('refused' in lease)
+      return this.refuse(transport, peer, 'limit', CloseCode.TRY_AGAIN_LATER, 'too many connections from this client');
+    return { lease, key };
+  }
+
+  /** Swaps a connection's per-client lease for its identity's, once a hello identified it. */
+  moveLease(conn: Connection, identity: string): boolean {
+    if (this.clients === undefined) return true;
+    const key = clientKey(identity, undefined);
+    if (conn.clientKey === key) return true;
+    const lease = this.clients.open(key, this.clock.now());
+    if ('refused' in lease) return false;
+    conn.lease?.release(this.clock.now());
+    conn.lease = lease;
+    conn.clientKey = key;
+    return true;
+  }
+
+  /**
+   * Registers an admitted socket. The protocol is built first: a factory that throws refuses
+   * the socket (1011) and registers nothing, so a drain never waits for it.
+   */
+  accept(
     socket: Duplex,
     transport: TransportName,
     peer: string,
     makeProtocol: (conn: Connection) => ProtocolAdapter,
+    admitted: Admitted,
     identity?: string,
-    key?: string,
-    lease?: ClientLease,
-  ): Connection {
+  ): Connection | undefined {
     const stats = this.stats[transport];
     const conn = new Connection(this, socket, transport, peer, stats);
     conn.identity = identity;
-    conn.clientKey = key ?? identity ?? peer;
-    conn.lease = lease;
-    if (this.connectionRate !== undefined) conn.limiter = new RateLimiter(this.connectionRate, Date.now());
+    conn.clientKey = admitted.key;
+    conn.lease = admitted.lease;
+    let protocol: ProtocolAdapter;
+    try {
+      protocol = makeProtocol(conn);
+    } catch (err) {
+      admitted.lease?.release(this.clock.now());
+      this.reject(transport, 'internal', peer, err instanceof Error ? err.message : String(err));
+      if (channels.error.hasSubscribers)
+        channels.error.publish({ connection: undefined, error: err instanceof Error ? err : new Error(String(err)) });
+      destroySoon(socket);
+      return undefined;
+    }
+    if (this.connectionRate !== undefined) conn.limiter = new RateLimiter(this.connectionRate, this.clock.now());
     this.connections.add(conn);
     stats.connectionsOpen++;
     stats.connectionsOpened++;
-    conn.start(makeProtocol(conn));
+    conn.start(protocol);
     this.ensureTimer();
     if (channels.open.hasSubscribers) channels.open.publish({ connection: conn, instance: this.settings.instance });
     return conn;
   }
 
-  /** Called once per connection when its socket has closed. */
+  /** Called once per connection when its socket has closed (or was dropped at the drain deadline). */
   remove(conn: Connection): void {
     if (!this.connections.delete(conn)) return;
-    conn.lease?.release(Date.now());
+    conn.state = ConnState.CLOSED;
+    const now = this.clock.now();
+    conn.lease?.release(now);
+    if (conn.identity === undefined) this.replay?.forget(replayKey(conn));
+    this.releaseHeld(conn);
     const stats = conn.stats;
     stats.connectionsOpen--;
     stats.connectionsClosed++;
@@ -208,7 +316,7 @@ export class EchoCore {
         code: conn.closeCode,
         reason: conn.closeReason,
         detail: conn.closeDetail,
-        durationMs: Date.now() - conn.connectedAt,
+        durationMs: now - conn.connectedAt,
       });
     }
     if (this.connections.size === 0) {
@@ -217,6 +325,73 @@ export class EchoCore {
       this.drainWaiters = [];
       for (const w of waiters) w();
     }
+  }
+
+  /**
+   * The per-read path, for every transport: counters, decode (the protocol calls `message()`
+   * for each data message and writes its echoes through `conn.out`), one flush, then the rate
+   * limits, the partial-frame budget and the latency histogram.
+   */
+  onRead(conn: Connection, chunk: Buffer): void {
+    const n = chunk.length;
+    conn.bytesIn += n;
+    conn.stats.bytesIn += n;
+    conn.lastRead = this.now;
+    const t0 = performance.now();
+    const m0 = conn.messagesIn;
+    const out = conn.out;
+    out.begin();
+    try {
+      conn.protocol.onData(chunk);
+    } catch (err) {
+      // Echoes of the frames before a protocol error still go out, ahead of the close frame.
+      out.finish();
+      conn.fail(err);
+      this.accountHeld(conn);
+      return;
+    }
+    const controls = out.controls;
+    out.finish();
+    const messages = conn.messagesIn - m0;
+    // Rate limits are charged per read, after the echo: over the rate, reading pauses (TCP flow
+    // control pushes back on the client) and nothing already read is dropped. Pings count too.
+    if (conn.limiter !== undefined || conn.lease?.limiter !== undefined) this.charge(conn, messages + controls, n);
+    this.accountHeld(conn);
+    // Receive → echo handed to the kernel, per read batch that carried messages (cheap: one
+    // clock read per read; reads of only control frames are not echo batches).
+    if (messages === 0) return;
+    if (conn.socket.writableLength === 0) this.observeLatency(conn, performance.now() - t0);
+    else if (conn.unflushedSince === 0) conn.unflushedSince = t0;
+  }
+
+  onDrain(conn: Connection): void {
+    if (conn.unflushedSince !== 0) {
+      this.observeLatency(conn, performance.now() - conn.unflushedSince);
+      conn.unflushedSince = 0;
+    }
+  }
+
+  /**
+   * One data message, before its echo: replay check → published event → embedder hook.
+   * Returns true when the transport should echo it (false: discarded after our close, or the
+   * hook replied or chose not to). Throws ProtocolError to close the connection.
+   */
+  message(conn: Connection, kind: MessageKind, buf: Buffer, start: number, end: number, header: MetadataHeader | undefined): boolean {
+    if (conn.state !== ConnState.OPEN) return false; // after our close frame, data is discarded
+    const out = conn.out;
+    out.batchIn++;
+    if (header !== undefined && this.replay !== undefined) this.checkReplay(conn, header);
+    if (channels.message.hasSubscribers && (header !== undefined || sampleMessage()))
+      publishMessage(conn, conn.messagesIn + out.batchIn, out.receivedAt(), kind, end - start, header);
+    if (this.handler !== undefined && this.dispatch(conn, kind, Buffer.from(buf.subarray(start, end)), header)) return false;
+    out.batchOut++;
+    return true;
+  }
+
+  /** The echoed header of the current message: the client's fields plus the `srv` stamp. */
+  stamp(conn: Connection, header: MetadataHeader): Buffer {
+    const out = conn.out;
+    return stampHeader(header, serverStamp(conn, conn.messagesIn + out.batchIn, out.receivedAt()));
   }
 
   observeLatency(conn: Connection, ms: number): void {
@@ -231,7 +406,7 @@ export class EchoCore {
 
   /** Charges one read batch to the connection's and client's limiters; pauses reading when over. */
   charge(conn: Connection, messages: number, bytes: number): void {
-    const now = Date.now();
+    const now = this.clock.now();
     let wait = 0;
     for (const l of [conn.limiter, conn.lease?.limiter]) {
       if (l === undefined) continue;
@@ -243,10 +418,9 @@ export class EchoCore {
       l.consumeBatch(messages, bytes, now);
       wait = Math.max(wait, l.wait(1, now));
     }
-    if (wait > 0 && !conn.throttled && conn.open) {
-      conn.throttled = true;
-      conn.socket.pause();
-      setTimeout(unthrottle, wait, conn).unref();
+    if (wait > 0 && (conn.paused & Pause.RATE) === 0 && conn.open) {
+      conn.pause(Pause.RATE);
+      this.clock.schedule(() => conn.resume(Pause.RATE), wait);
     }
   }
 
@@ -257,13 +431,12 @@ export class EchoCore {
     const id = header['id'];
     const ts = header['ts'];
     if (id === undefined && ts === undefined) return;
-    // Per client: the authenticated identity (a hello may have set it after accept), else the key.
     const verdict = guards
-      .for(conn.identity !== undefined ? `id:${conn.identity}` : conn.clientKey)
+      .for(replayKey(conn))
       .check(
         typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
         typeof ts === 'number' ? ts : ts === undefined ? undefined : NaN,
-        Date.now(),
+        this.clock.now(),
       );
     if (verdict !== 'ok') throw replayError(verdict);
   }
@@ -296,14 +469,67 @@ export class EchoCore {
     const reply = handler({ kind, data, header }, publicConnection(conn));
     if (reply === undefined) return false;
     if (reply !== null) {
-      const payload =
-        typeof reply.data === 'string'
-          ? Buffer.from(reply.data, 'utf8')
-          : Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
-      conn.protocol.send(reply.kind ?? (typeof reply.data === 'string' ? 'text' : kind), payload, reply.header);
+      conn.protocol.send(reply.kind ?? (typeof reply.data === 'string' ? 'text' : kind), toBuffer(reply.data), reply.header);
       conn.sent(1);
     }
     return true;
+  }
+
+  /** Counts a connection's partly received bytes against the server-wide budget. */
+  private accountHeld(conn: Connection): void {
+    const held = conn.state === ConnState.CLOSED ? 0 : conn.protocol.bufferedBytes;
+    if (held !== conn.heldBytes) {
+      this.heldBytes += held - conn.heldBytes;
+      conn.heldBytes = held;
+    }
+    if (this.heldBytes <= this.settings.maxBufferedBytes) {
+      if (this.budgetPaused.size > 0) this.resumeBudget();
+      if (this.budgetRunner === conn && held === 0) this.budgetRunner = undefined;
+      return;
+    }
+    // Over budget: stop reading the peers holding large partial frames (small messages keep
+    // flowing); one of them (the runner) reads on so that frames complete and free the budget.
+    if (held >= BUDGET_PAUSE_MIN_BYTES && (conn.paused & Pause.BUDGET) === 0 && conn.open) {
+      if (this.budgetRunner === undefined || !this.connections.has(this.budgetRunner)) this.budgetRunner = conn;
+      else if (this.budgetRunner !== conn) {
+        this.budgetPaused.add(conn);
+        conn.pause(Pause.BUDGET);
+      }
+    }
+    if (this.budgetRunner === conn && held === 0) {
+      this.budgetRunner = undefined;
+      this.rotateBudget();
+    }
+  }
+
+  private releaseHeld(conn: Connection): void {
+    this.heldBytes -= conn.heldBytes;
+    conn.heldBytes = 0;
+    this.budgetPaused.delete(conn);
+    if (this.budgetRunner === conn) this.budgetRunner = undefined;
+    if (this.heldBytes <= this.settings.maxBufferedBytes && this.budgetPaused.size > 0) this.resumeBudget();
+    else if (this.budgetRunner === undefined) this.rotateBudget();
+  }
+
+  private resumeBudget(): void {
+    const paused = [...this.budgetPaused];
+    this.budgetPaused.clear();
+    this.budgetRunner = undefined;
+    for (const c of paused) c.resume(Pause.BUDGET);
+  }
+
+  /** Lets the next paused peer read on (the runner that was, if still holding, waits its turn). */
+  private rotateBudget(): void {
+    const next = this.budgetPaused.values().next().value;
+    if (next === undefined) return;
+    const current = this.budgetRunner;
+    if (current !== undefined && current.heldBytes >= BUDGET_PAUSE_MIN_BYTES && current.open) {
+      this.budgetPaused.add(current);
+      current.pause(Pause.BUDGET);
+    }
+    this.budgetPaused.delete(next);
+    this.budgetRunner = next;
+    next.resume(Pause.BUDGET);
   }
 
   /** Current totals (queue bytes sampled now). */
@@ -316,23 +542,25 @@ export class EchoCore {
   /**
    * Graceful drain: every connection gets close 1001 after the echoes of everything already
    * received (they are queued ahead of it); resolves true when all closed before `drainMs`,
-   * false when the deadline passed and the rest were dropped.
+   * false when the deadline passed and the rest were dropped (and forgotten at once: a
+   * stream that never emits `close` cannot hold the drain).
    */
   async drain(drainMs: number): Promise<boolean> {
     this.draining = true;
     for (const c of this.connections) c.close(CloseCode.GOING_AWAY, 'server shutting down', 'shutdown');
     if (this.connections.size === 0) return true;
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: (() => void) | undefined;
     const closed = new Promise<boolean>((resolve) => this.drainWaiters.push(() => resolve(true)));
     const deadline = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), drainMs);
+      cancel = this.clock.schedule(() => resolve(false), drainMs);
     });
     const clean = await Promise.race([closed, deadline]);
-    clearTimeout(timer);
+    cancel?.();
     if (!clean) {
-      const left = [...this.connections];
-      for (const c of left) c.destroy('shutdown', 'drain deadline passed');
-      if (this.connections.size > 0) await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+      for (const c of [...this.connections]) {
+        c.destroy('shutdown', 'drain deadline passed');
+        this.remove(c);
+      }
     }
     return clean;
   }
@@ -344,7 +572,7 @@ export class EchoCore {
 
   private ensureTimer(): void {
     if (this.timer !== undefined) return;
-    this.now = Date.now();
+    this.now = this.clock.now();
     this.timer = setInterval(sweep, this.tickMs, this);
     this.timer.unref();
   }
@@ -354,10 +582,11 @@ export class EchoCore {
     this.timer = undefined;
   }
 
-  /** One pass over every connection: deadlines for closing, stall, idle and keepalive. */
+  /** One pass over every connection: deadlines for closing, stall, hello, idle and keepalive. */
   sweep(): void {
-    const now = (this.now = Date.now());
+    const now = (this.now = this.clock.now());
     const { idleTimeoutMs, keepaliveIntervalMs, stallTimeoutMs } = this.settings;
+    if (this.budgetPaused.size > 0) this.rotateBudget();
     for (const c of this.connections) {
       if (c.state !== ConnState.OPEN) {
         if (c.state === ConnState.CLOSING && now - c.closingSince > CLOSE_TIMEOUT_MS)
@@ -381,7 +610,9 @@ export class EchoCore {
         c.close(CloseCode.GOING_AWAY, 'idle timeout', 'idle');
         continue;
       }
-      if (keepaliveIntervalMs > 0 && c.stalledSince === 0) {
+      // Keepalive only where the framing can ping, and only while we read the peer (a paused
+      // peer's pongs are not read, so its silence is ours).
+      if (keepaliveIntervalMs > 0 && c.paused === 0 && c.protocol.canPing) {
         const silent = now - c.lastRead;
         if (silent > 2 * keepaliveIntervalMs) c.destroy('keepalive', `no answer to keepalive pings for ${silent} ms`);
         else if (silent > keepaliveIntervalMs && now - c.lastPing > keepaliveIntervalMs) {
@@ -397,19 +628,53 @@ function sweep(core: EchoCore): void {
   core.sweep();
 }
 
+/** Replay tables: per identity, else per connection (anonymous clients never share ids). */
+function replayKey(conn: Connection): string {
+  return conn.identity !== undefined ? `id:${conn.identity}` : `conn:${conn.id}`;
+}
+
+let anonymousCounter = 0;
+
+/**
+ * The per-client key of a new connection: its identity, else its IP (clients behind one NAT
+ * share limits, as with any IP-keyed limit). Unix and in-process peers have no address: each
+ * connection is its own client, so one noisy local client never throttles the others.
+ */
+export function clientKeyOf(transport: TransportName, identity: string | undefined, remoteAddress: string | undefined): string {
+  if (identity === undefined && (transport === 'unix' || transport === 'inproc' || remoteAddress === undefined))
+    return `local:${(++anonymousCounter).toString(36)}`;
+  return clientKey(identity, remoteAddress);
+}
+
 /** A string as UTF-8, bytes as a Buffer view (no copy). */
 function toBuffer(data: string | Uint8Array): Buffer {
   return typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
-function unthrottle(conn: Connection): void {
-  conn.throttled = false;
-  if (conn.stalledSince === 0 && conn.state !== ConnState.CLOSED) conn.socket.resume();
+/** Ends a refused socket: it is destroyed once its last bytes are out, or after a second at most. */
+export function destroySoon(socket: Duplex, lastBytes?: Buffer | string): void {
+  socket.on('error', noop);
+  if (socket.destroyed) return;
+  socket.once('finish', destroySocket);
+  setTimeout(destroySocket.bind(socket), 1000).unref();
+  if (socket.writable) socket.end(lastBytes);
+  else socket.destroy();
+  // Read (and drop) what the peer still sends: a paused socket never sees the peer's end.
+  socket.resume();
 }
 
-/** The per-client key of a connection: its identity, else its IP (see `clientKey`). */
-export function keyFor(identity: string | undefined, remoteAddress: string | undefined): string {
-  return clientKey(identity, remoteAddress);
+function destroySocket(this: Duplex): void {
+  this.destroy();
+}
+
+function noop(): void {}
+
+/** Validates a close code and reason given by an embedder. */
+export function checkClose(code: number, reason: string): void {
+  if (!Number.isInteger(code) || !isValidCloseCode(code))
+    throw new EchoError(ErrorCode.ARGUMENT, `close code ${String(code)} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999`);
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123)
+    throw new EchoError(ErrorCode.ARGUMENT, 'close reason must be a string of at most 123 UTF-8 bytes');
 }
 
 const kPublic = Symbol('echoserver.public');
@@ -419,6 +684,7 @@ type WithPublic = Connection & { [kPublic]?: EchoConnection };
 function publicConnection(conn: WithPublic): EchoConnection {
   let pub = conn[kPublic];
   if (pub !== undefined) return pub;
+  const maxQueue = (conn.host.settings as CoreSettings).maxQueueBytes;
   pub = Object.freeze({
     get id() {
       return conn.id;
@@ -452,12 +718,25 @@ function publicConnection(conn: WithPublic): EchoConnection {
     },
     send(data: string | Uint8Array, options: { kind?: MessageKind; header?: MetadataHeader } = {}): boolean {
       if (!conn.open) return false;
-      const payload = toBuffer(data);
-      conn.protocol.send(options.kind ?? (typeof data === 'string' ? 'text' : 'binary'), payload, options.header);
+      conn.protocol.send(options.kind ?? (typeof data === 'string' ? 'text' : 'binary'), toBuffer(data), options.header);
       conn.sent(1);
-      return true;
+      return conn.socket.writableLength <= maxQueue;
+    },
+    drained(): Promise<void> {
+      const s = conn.socket;
+      if (s.writableLength <= maxQueue || conn.state === ConnState.CLOSED) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const done = (): void => {
+          s.removeListener('drain', done);
+          s.removeListener('close', done);
+          resolve();
+        };
+        s.on('drain', done);
+        s.on('close', done);
+      });
     },
     close(code = 1000, reason = ''): void {
+      checkClose(code, reason);
       conn.close(code, reason, code === 1000 ? 'normal' : (REASON_BY_CODE[code] ?? 'policy'));
     },
   });

@@ -21,6 +21,8 @@ import { CLOSE_REASONS, LATENCY_BUCKETS_SECONDS } from '../core/types.js';
 /** What the metrics read: in production the echo server (`server.stats()`). */
 export interface StatsSource {
   stats(): Readonly<Record<string, TransportStats>>;
+  /** Server-wide figures of the core (the partial-frame budget), when the source has them. */
+  core?(): { partialFrameBytes: number; budgetPaused: number; budgetBytes: number };
 }
 
 export interface MetricsOptions {
@@ -143,6 +145,33 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
   const registers = [registry];
 
   // ---- lint-clean metrics -------------------------------------------------------------
+  const coreSource = source.core?.bind(source);
+  if (coreSource !== undefined) {
+    new Gauge({
+      name: name('echo_partial_frame_bytes'),
+      help: 'Bytes held in partly received frames, all connections (counted against --max-buffered-bytes).',
+      registers,
+      collect() {
+        this.set(coreSource().partialFrameBytes);
+      },
+    });
+    new Gauge({
+      name: name('echo_partial_frame_budget_bytes'),
+      help: 'The server-wide budget for partly received frames (--max-buffered-bytes).',
+      registers,
+      collect() {
+        this.set(coreSource().budgetBytes);
+      },
+    });
+    new Gauge({
+      name: name('echo_budget_paused_connections'),
+      help: 'Connections not read because the partial-frame budget is spent.',
+      registers,
+      collect() {
+        this.set(coreSource().budgetPaused);
+      },
+    });
+  }
   new Gauge<TransportLabel>({
     name: name('echo_connections_open'),
     help: 'Connections currently open.',

@@ -1,7 +1,9 @@
 /**
  * `[u32be length][body]` splitting, shared by framing v1 and the bare `len` framing.
  * Incremental and allocation-free for frames that arrive whole: the sink sees offsets into
- * the read buffer, so an echo can write back the validated span as it is.
+ * the read buffer, so an echo can write back the validated span as it is. A frame spanning
+ * reads is collected in a buffer that grows with what has arrived (never reserved at its
+ * declared size: a peer declaring 16 MiB and sending 4 holds 4).
  */
 import { malformed, tooBig } from '../errors.js';
 
@@ -10,22 +12,39 @@ export interface FrameSink {
   onFrame(buf: Buffer, frameStart: number, bodyStart: number, bodyEnd: number): void;
 }
 
+/**
+ * Called with a frame's first body byte and its body length as soon as both are known,
+ * before any of the body is buffered; throws to refuse the frame.
+ */
+export type FirstByteCheck = (firstByte: number, bodyLength: number) => void;
+
+/** Smallest buffer for a frame spanning reads; it doubles as bytes arrive. */
+const MIN_COLLECT = 16 * 1024;
+
 export class LengthPrefixSplitter {
   private rest: Buffer | undefined = undefined;
+  /** The frame being collected: `target[0, targetAt)` arrived of `targetLen` bytes. */
   private target: Buffer | undefined = undefined;
   private targetAt = 0;
+  private targetLen = 0;
   private stopped = false;
+  /** Largest body accepted now (checked before anything is buffered); may be lowered and raised. */
+  maxBody: number;
+  /** Optional check of the first body byte (v1: the kind). */
+  firstByteCheck: FirstByteCheck | undefined = undefined;
 
   /**
    * @param maxBody largest body accepted (checked before anything is allocated)
    * @param minBody smallest body accepted (v1 needs its kind byte: 1; `len` allows 0)
    */
   constructor(
-    private readonly maxBody: number,
+    maxBody: number,
     private readonly minBody: number,
-  ) {}
+  ) {
+    this.maxBody = maxBody;
+  }
 
-  /** Bytes held for an incomplete frame: at most 4 + maxBody. */
+  /** Bytes held for an incomplete frame: what has arrived of it (its buffer doubles as it fills: < 2x). */
   get bufferedBytes(): number {
     return (this.rest?.length ?? 0) + (this.target?.length ?? 0);
   }
@@ -33,10 +52,6 @@ export class LengthPrefixSplitter {
   stop(): void {
     this.stopped = true;
     this.rest = this.target = undefined;
-  }
-
-  get stopped_(): boolean {
-    return this.stopped;
   }
 
   /** Feeds one read; throws ProtocolError (1002 / 1009) and stops on a bad length. */
@@ -53,15 +68,12 @@ export class LengthPrefixSplitter {
   private split(chunk: Buffer, sink: FrameSink): void {
     let buf = chunk;
     let pos = 0;
-    const target = this.target;
-    if (target !== undefined) {
-      const n = Math.min(chunk.length, target.length - this.targetAt);
-      chunk.copy(target, this.targetAt, 0, n);
-      this.targetAt += n;
-      pos = n;
-      if (this.targetAt < target.length) return;
+    if (this.target !== undefined) {
+      pos = this.collect(chunk);
+      if (this.targetAt < this.targetLen) return;
+      const frame = this.target;
       this.target = undefined;
-      sink.onFrame(target, 0, 4, target.length);
+      sink.onFrame(frame, 0, 4, this.targetLen);
       if (this.stopped) return;
     } else if (this.rest !== undefined) {
       buf = Buffer.concat([this.rest, chunk]);
@@ -72,13 +84,19 @@ export class LengthPrefixSplitter {
       const body = buf.readUInt32BE(pos);
       if (body > this.maxBody) throw tooBig(`frame of ${body} bytes exceeds the limit of ${this.maxBody}`);
       if (body < this.minBody) throw malformed('empty frame');
+      const check = this.firstByteCheck;
+      if (check !== undefined && body > 0) {
+        if (len - pos < 5) break; // the first body byte decides: wait for it
+        check(buf[pos + 4] as number, body);
+      }
       const end = pos + 4 + body;
       if (end > len) {
-        // Allocate the frame once, now that its length is known to be within limits.
-        const t = Buffer.allocUnsafe(4 + body);
-        buf.copy(t, 0, pos, len);
-        this.target = t;
-        this.targetAt = len - pos;
+        // Collect what has arrived; the buffer grows with the frame, up to its length.
+        const have = len - pos;
+        this.targetLen = 4 + body;
+        this.target = Buffer.allocUnsafe(Math.min(this.targetLen, Math.max(MIN_COLLECT, have)));
+        buf.copy(this.target, 0, pos, len);
+        this.targetAt = have;
         return;
       }
       sink.onFrame(buf, pos, pos + 4, end);
@@ -86,5 +104,20 @@ export class LengthPrefixSplitter {
       pos = end;
     }
     if (pos < len) this.rest = buf.subarray(pos);
+  }
+
+  /** Appends from `chunk` to the frame being collected; returns how much of `chunk` was used. */
+  private collect(chunk: Buffer): number {
+    const n = Math.min(chunk.length, this.targetLen - this.targetAt);
+    let target = this.target as Buffer;
+    const need = this.targetAt + n;
+    if (need > target.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.targetLen, Math.max(need, 2 * target.length)));
+      target.copy(grown, 0, 0, this.targetAt);
+      this.target = target = grown;
+    }
+    chunk.copy(target, this.targetAt, 0, n);
+    this.targetAt = need;
+    return n;
   }
 }

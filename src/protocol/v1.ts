@@ -81,6 +81,8 @@ export function parseBody(buf: Buffer, bodyStart: number, end: number, limits: V
     if (headerEnd > end) throw malformed('header longer than the frame');
     payloadStart = headerEnd;
   }
+  if ((opcode === V1Opcode.CLOSE || opcode === V1Opcode.PING || opcode === V1Opcode.PONG) && end - payloadStart > MAX_CONTROL_PAYLOAD)
+    throw malformed(`control frame payload over ${MAX_CONTROL_PAYLOAD} bytes`);
   switch (opcode) {
     case V1Opcode.TEXT:
       if (!isUtf8(buf.subarray(payloadStart, end))) throw invalidUtf8();
@@ -119,6 +121,16 @@ export function parseBody(buf: Buffer, bodyStart: number, end: number, limits: V
 const DECODER_PARTS = newBodyParts();
 
 /** Incremental decoder: `push(chunk)` calls the handler for every complete, valid frame. */
+/** Largest payload of a control frame (ping, pong, close), as in WebSocket (RFC 6455 §5.5). */
+export const MAX_CONTROL_PAYLOAD = 125;
+
+/** Control frames carry at most 125 payload bytes: refused at the kind byte, before buffering. */
+function checkControlLength(firstByte: number, bodyLength: number): void {
+  const op = firstByte & 0x0f;
+  if ((op === V1Opcode.PING || op === V1Opcode.PONG || op === V1Opcode.CLOSE) && bodyLength - 1 > MAX_CONTROL_PAYLOAD)
+    throw malformed(`control frame payload over ${MAX_CONTROL_PAYLOAD} bytes`);
+}
+
 export class V1Decoder implements FrameSink {
   private readonly splitter: LengthPrefixSplitter;
 
@@ -127,6 +139,7 @@ export class V1Decoder implements FrameSink {
     private readonly limits: V1Limits,
   ) {
     this.splitter = new LengthPrefixSplitter(limits.maxFrameBytes, 1);
+    this.splitter.firstByteCheck = checkControlLength;
   }
 
   get bufferedBytes(): number {
@@ -135,6 +148,25 @@ export class V1Decoder implements FrameSink {
 
   stop(): void {
     this.splitter.stop();
+  }
+
+  /**
+   * Narrows what the next frames may be (before authentication: only a small `hello`), checked
+   * at the length and the kind byte, before any body is buffered; `undefined` restores the limits.
+   */
+  restrict(restriction: { maxBody: number; kind: (opcode: number, bodyLength: number) => void } | undefined): void {
+    const s = this.splitter;
+    if (restriction === undefined) {
+      s.maxBody = this.limits.maxFrameBytes;
+      s.firstByteCheck = checkControlLength;
+    } else {
+      s.maxBody = Math.min(restriction.maxBody, this.limits.maxFrameBytes);
+      const kind = restriction.kind;
+      s.firstByteCheck = (b, len) => {
+        checkControlLength(b, len);
+        kind(b & 0x0f, len);
+      };
+    }
   }
 
   push(chunk: Buffer): void {

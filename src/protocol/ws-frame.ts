@@ -122,6 +122,9 @@ const enum State {
   CLOSED,
 }
 
+/** A payload spanning reads larger than this is collected in a buffer that grows as it arrives. */
+const GROW_ABOVE = 256 * 1024;
+
 /** Header room reserved in front of a separately allocated payload (largest server header). */
 export const RESERVE = 10;
 
@@ -157,7 +160,7 @@ export class WsReceiver {
 
   /** Bytes held for incomplete frames: bounded by one header plus one message. */
   get bufferedBytes(): number {
-    return (this.rest?.length ?? 0) + (this.target === undefined ? 0 : this.targetEnd) + this.fragBytes;
+    return (this.rest?.length ?? 0) + (this.target?.length ?? 0) + this.fragBytes;
   }
 
   get closed(): boolean {
@@ -240,11 +243,15 @@ export class WsReceiver {
         pos = end;
         this.frame(buf, start, end, true, frameStart);
       } else {
-        // The payload continues in later reads: collect it (unmasked) into a buffer of its
-        // exact size, with header room in front for the echo.
+        // The payload continues in later reads: collect it (unmasked), with header room in
+        // front for the echo, into a buffer that grows with what has arrived (a peer that
+        // declares 16 MiB and sends 4 holds 4, not 16).
         buf.copy(this.key, 0, keyAt, keyAt + 4);
         this.phase = 0;
-        this.target = (this.limits.allocate ?? Buffer.allocUnsafe)(RESERVE + plen);
+        const size = RESERVE + plen;
+        this.target = (this.limits.allocate ?? Buffer.allocUnsafe)(
+          size <= GROW_ABOVE ? size : Math.min(size, Math.max(GROW_ABOVE, len - start)),
+        );
         this.targetAt = RESERVE;
         this.targetEnd = RESERVE + plen;
         this.state = State.PAYLOAD;
@@ -261,8 +268,13 @@ export class WsReceiver {
 
   /** Copies payload bytes from `buf[pos]` into the target; returns the new position. */
   private fill(buf: Buffer, pos: number): number {
-    const target = this.target as Buffer;
+    let target = this.target as Buffer;
     const n = Math.min(buf.length - pos, this.targetEnd - this.targetAt);
+    if (this.targetAt + n > target.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.targetEnd, Math.max(this.targetAt + n, 2 * target.length)));
+      target.copy(grown, 0, 0, this.targetAt);
+      this.target = target = grown;
+    }
     maskCopy(buf, pos, pos + n, target, this.targetAt, this.key, 0, this.phase);
     if (this.streamText && !(this.utf8 as Utf8Validator).push(target, this.targetAt, this.targetAt + n)) throw invalidUtf8();
     this.targetAt += n;

@@ -142,6 +142,11 @@ export class ReplayGuards {
     return guard;
   }
 
+  /** Drops a client's table (a connection-keyed table when its connection closes). */
+  forget(clientKey: string): void {
+    this.#tables.delete(clientKey);
+  }
+
   get clients(): number {
     return this.#tables.size;
   }

@@ -3,28 +3,28 @@
  * and an explicit, idempotent lifecycle: `listen()`, `address()`, `close({ drainMs })`.
  * Drain order: not ready → stop accepting → flush echoes → close 1001 → deadline.
  */
-import { chmodSync, existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
+import type net from 'node:net';
 import tls from 'node:tls';
-import type { Duplex } from 'node:stream';
 import { resolveSettings, type Settings } from '../config/index.js';
-import { ConfigError, CloseCode, EchoError, ErrorCode, HttpError } from '../errors.js';
-import { EchoCore, type MessageHandler } from '../core/core.js';
+import { ConfigError, EchoError, ErrorCode, HttpError } from '../errors.js';
+import { clientKeyOf, EchoCore, destroySoon, type MessageHandler } from '../core/core.js';
 import type { ConnectionInfo, TransportName, TransportStats } from '../core/types.js';
 import { nativeMasking } from '../protocol/mask.js';
 import { duplexPair } from '../transports/inproc.js';
-import { makeStreamProtocol, refuseStream, type StreamFraming } from '../transports/stream.js';
-import { handleUpgrade, peerOf } from '../transports/ws.js';
+import { makeStreamProtocol, refusalBytes } from '../transports/stream.js';
 import { V1Client, type V1ClientOptions } from '../client/stream-client.js';
-import { createRequestHandler, type MetricsSource } from './http-routes.js';
+import type { MetricsSource } from './http-routes.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
-import { channels } from '../core/events.js';
-import { keyFor } from '../core/core.js';
 import { authHttpError, extractBearer } from '../security/auth.js';
 import { peerIdentity, watchTlsFiles, type TlsWatcher } from '../security/tls.js';
 import { createSecurity, defaultOriginCheck, loadTls, type SecurityContext } from './security.js';
+import { onListenerError, type ListenerContext } from './listeners/context.js';
+import { startAdminListener, startWsListener } from './listeners/http.js';
+import { startStreamListener } from './listeners/stream.js';
+import { startUnixListener } from './listeners/unix.js';
 
 export interface EchoServerOptions extends Partial<Settings> {
   /** Message hook (default: echo). See `MessageHandler`. */
@@ -112,19 +112,11 @@ function isHttp(server: net.Server): server is http.Server | https.Server {
   return server instanceof http.Server || server instanceof https.Server;
 }
 
-/**
- * A TLS handshake that fails or times out (handshakeTimeout) only emits `tlsClientError` on
- * Node 20; the socket would stay open: destroy it (slowloris on the TLS layer).
- */
-function onTlsClientError(this: tls.Server, _err: Error, socket: tls.TLSSocket): void {
-  socket.destroy();
-}
-
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   const { settings, onMessage, metricsView } = splitOptions(options);
   const core = new EchoCore(settings, onMessage);
   // Metrics read the core's totals at scrape time: nothing per message.
-  const own = settings.metrics ? createMetrics({ stats: () => core.snapshot() }) : undefined;
+  const own = settings.metrics ? createMetrics({ stats: () => core.snapshot(), core: () => coreGauges(core) }) : undefined;
   const metrics: MetricsSource | undefined = own === undefined || metricsView === undefined ? own : metricsView(own);
   const startedAt = Date.now();
   const addresses: ServerAddresses = {};
@@ -144,19 +136,25 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]).slice(0, 100));
   };
 
-  const info = (): Record<string, unknown> => {
+  /**
+   * `/info`. The public view says what a client may know (instance, version, readiness,
+   * totals, limits); the detailed view (identities, pid, Node version, listener layout, socket
+   * path) only goes to the admin port or to a request with valid credentials.
+   */
+  const info = (detailed = true): Record<string, unknown> => {
     const byTransport: Record<string, number> = {};
     for (const [t, s] of Object.entries(core.stats)) if (s.connectionsOpen > 0) byTransport[t] = s.connectionsOpen;
+    const connections: Record<string, unknown> = { total: core.connections.size, byTransport, max: settings.maxConnections };
+    if (detailed) connections['byIdentity'] = identityCounts();
     return {
       instance: settings.instance,
       version: VERSION,
-      node: process.version,
-      pid: process.pid,
+      ...(detailed && { node: process.version, pid: process.pid }),
       startedAt: new Date(startedAt).toISOString(),
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       ready: state === 'listening',
-      listeners: addresses,
-      connections: { total: core.connections.size, byTransport, byIdentity: identityCounts(), max: settings.maxConnections },
+      ...(detailed && { listeners: addresses }),
+      connections,
       security: {
         tls: security?.tls !== undefined,
         certificateSha256: security?.tls?.fingerprint256,
@@ -169,52 +167,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         maxHeaderBytes: settings.maxHeaderBytes,
         maxQueueBytes: settings.maxQueueBytes,
       },
-      nativeMasking,
+      ...(detailed && { nativeMasking }),
     };
-  };
-
-  const onStream = (transport: TransportName, framing: StreamFraming) =>
-    function onStreamConnection(socket: net.Socket): void {
-      const peer = transport === 'unix' ? 'unix' : peerOf(socket);
-      const identity = socket instanceof tls.TLSSocket ? peerIdentity(socket) : undefined;
-      const key = keyFor(identity, socket.remoteAddress);
-      if (core.draining) {
-        core.reject(transport, 'shutdown', peer, 'server is draining');
-        return refuseStream(socket, framing, CloseCode.GOING_AWAY, 'server is shutting down');
-      }
-      if (core.full) {
-        core.reject(transport, 'limit', peer, 'connection limit reached');
-        return refuseStream(socket, framing, CloseCode.TRY_AGAIN_LATER, 'connection limit reached');
-      }
-      const lease = core.openLease(key);
-      if (lease === null) {
-        core.reject(transport, 'limit', peer, 'per-client connection limit');
-        return refuseStream(socket, framing, CloseCode.TRY_AGAIN_LATER, 'too many connections from this client');
-      }
-      if (transport !== 'unix') socket.setNoDelay(true);
-      // With authentication on, framing v1 starts with a hello carrying the credential.
-      core.add(socket, transport, peer, makeStreamProtocol(framing, core.auth !== undefined), identity, key, lease);
-    };
-
-  /** A plaintext or TLS stream server, by the `insecure` setting. */
-  const streamServer = (listener: (socket: net.Socket) => void): net.Server => {
-    const opts = { keepAlive: true, keepAliveInitialDelay: 60_000 };
-    if (security?.tls === undefined) return net.createServer(opts, listener);
-    const server = tls.createServer(
-      { ...security.tls.serverOptions, ALPNProtocols: undefined, handshakeTimeout: settings.handshakeTimeoutMs, ...opts },
-      listener,
-    );
-    server.on('tlsClientError', onTlsClientError);
-    tlsServers.push(server);
-    return server;
-  };
-
-  const httpServer = (options: http.ServerOptions): http.Server => {
-    if (security?.tls === undefined) return http.createServer(options);
-    const server = https.createServer({ ...security.tls.serverOptions, handshakeTimeout: settings.handshakeTimeoutMs, ...options });
-    server.on('tlsClientError', onTlsClientError);
-    tlsServers.push(server);
-    return server;
   };
 
   /** Origin, then credentials (bearer header or query parameter), before the 101. */
@@ -233,66 +187,27 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     });
   };
 
+  /**
+   * Whether a request on the public port may see the detailed `/info`: only with credentials
+   * (a verified client certificate, or a valid token when authentication is on).
+   */
+  const authorized = async (req: http.IncomingMessage): Promise<boolean> => {
+    if (req.socket instanceof tls.TLSSocket && peerIdentity(req.socket) !== undefined) return true;
+    const auth = security?.auth;
+    if (auth === undefined) return false;
+    const r = await auth.authenticate(extractBearer(req.headers.authorization, req.url, (security as SecurityContext).authQueryParam));
+    return r.ok && !r.anonymous;
+  };
+
+  /**
+   * Re-reads the certificate files. A generated self-signed certificate is kept as it is:
+   * generating a new one would break every client that pinned its fingerprint.
+   */
   async function reloadTls(): Promise<void> {
-    if (security?.tls === undefined) return;
+    if (security?.tls === undefined || security.tls.selfSigned) return;
     const material = await loadTls(settings);
     for (const server of tlsServers) server.setSecureContext(material.secureContextOptions);
     security.tls = material;
-  }
-
-  const listenOne = (name: string, server: net.Server, arg: { port: number; host: string } | { path: string }): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        const what = 'path' in arg ? arg.path : `${arg.host}:${arg.port}`;
-        reject(
-          new EchoError(
-            ErrorCode.STATE,
-            `${name} listener on ${what}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`,
-            { cause: err },
-          ),
-        );
-      };
-      server.once('error', onError);
-      server.listen(arg, () => {
-        server.removeListener('error', onError);
-        // After start, errors such as EMFILE on accept are reported, not fatal: the listener
-        // keeps accepting once descriptors free up.
-        server.on('error', onListenerError);
-        servers.push({ name, server });
-        resolve();
-      });
-    });
-
-  function onListenerError(err: Error): void {
-    if (channels.error.hasSubscribers) channels.error.publish({ connection: undefined, error: err });
-  }
-
-  const bound = (server: net.Server): { host: string; port: number } => {
-    const a = server.address() as net.AddressInfo;
-    return { host: a.address, port: a.port };
-  };
-
-  async function startUnix(path: string): Promise<void> {
-    if (existsSync(path)) {
-      // Only ever replace a socket: a mistyped path must not delete a user's file.
-      if (!lstatSync(path).isSocket())
-        throw new EchoError(ErrorCode.STATE, `unix listener on ${path}: the path exists and is not a socket`);
-      // A socket file left by a process that died: replace it; a live one is an error.
-      const live = await new Promise<boolean>((resolve) => {
-        const probe = net.connect(path);
-        probe.once('connect', () => {
-          probe.destroy();
-          resolve(true);
-        });
-        probe.once('error', () => resolve(false));
-      });
-      if (live) throw new EchoError(ErrorCode.STATE, `unix listener on ${path}: another server is listening there`);
-      unlinkSync(path);
-    }
-    const server = net.createServer(onStream('unix', 'v1'));
-    await listenOne('unix', server, { path });
-    chmodSync(path, 0o660); // same user and group only
-    addresses.unix = { path };
   }
 
   async function start(): Promise<ServerAddresses> {
@@ -308,67 +223,50 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
           reloadTls().catch((err: unknown) => onListenerError(err instanceof Error ? err : new Error(String(err))));
         });
       }
+      const ctx: ListenerContext = { core, settings, security, tlsServers, servers };
+      const ready = (): boolean => state === 'listening';
+      const adminPort = settings.adminPort;
       if (settings.wsPort !== null) {
-        const server = httpServer({
-          // Slowloris: the request head must arrive within the handshake timeout.
-          headersTimeout: settings.handshakeTimeoutMs,
-          requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000),
-          connectionsCheckingInterval: Math.min(1000, settings.handshakeTimeoutMs),
-          maxHeaderSize: 16 * 1024,
-          keepAliveTimeout: 5000,
-        });
-        const onWsListener = settings.adminPort === null ? metrics : undefined;
-        server.on(
-          'request',
-          createRequestHandler({ ready: () => state === 'listening', info, metrics: onWsListener, wsPaths: settings.wsPaths }),
+        const sec = security;
+        const needsAdmission = sec.auth !== undefined || sec.origin !== undefined || settings.tlsClientAuth !== 'none';
+        const a = await startWsListener(
+          ctx,
+          {
+            ready,
+            // With an admin port, /info and /metrics live there only.
+            info: adminPort === null ? info : undefined,
+            infoDetail: authorized,
+            metrics: adminPort === null ? metrics : undefined,
+            wsPaths: settings.wsPaths,
+          },
+          { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined },
         );
-        const needsAdmission = security.auth !== undefined || security.origin !== undefined || settings.tlsClientAuth !== 'none';
-        const upgradeOptions = { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined };
-        server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-          handleUpgrade(core, upgradeOptions, req, socket, head);
-        });
-        server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-          if (socket.writable)
-            socket.end(
-              err.code === 'HPE_HEADER_OVERFLOW'
-                ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n'
-                : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
-            );
-          else socket.destroy();
-        });
-        await listenOne('ws', server, { port: settings.wsPort, host: settings.host });
-        const a = bound(server);
         const urlHost = a.host === '0.0.0.0' || a.host === '::' ? 'localhost' : a.host.includes(':') ? `[${a.host}]` : a.host;
-        addresses.ws = { ...a, url: `${security.tls === undefined ? 'ws' : 'wss'}://${urlHost}:${a.port}${settings.wsPaths[0] ?? '/'}` };
-        security.origin ??= defaultOriginCheck(settings, a.port, security.tls !== undefined);
+        addresses.ws = {
+          host: a.host,
+          port: a.port,
+          url: `${sec.tls === undefined ? 'ws' : 'wss'}://${urlHost}:${a.port}${settings.wsPaths[0] ?? '/'}`,
+        };
+        sec.origin ??= defaultOriginCheck(settings, a.port, sec.tls !== undefined);
       }
-      if (settings.tcpPort !== null) {
-        const server = streamServer(onStream('tcp', settings.tcpFraming));
-        await listenOne('tcp', server, { port: settings.tcpPort, host: settings.host });
-        addresses.tcp = { ...bound(server), framing: settings.tcpFraming };
+      if (settings.tcpPort !== null)
+        addresses.tcp = { ...(await startStreamListener(ctx, 'tcp', settings.tcpFraming, settings.tcpPort)), framing: settings.tcpFraming };
+      if (settings.unixPath !== null) {
+        await startUnixListener(ctx, settings.unixPath);
+        addresses.unix = { path: settings.unixPath };
       }
-      if (settings.unixPath !== null) await startUnix(settings.unixPath);
-      if (settings.adminPort !== null) {
-        const server = httpServer({
-          headersTimeout: settings.handshakeTimeoutMs,
-          requestTimeout: Math.max(settings.handshakeTimeoutMs, 1000),
-        });
-        server.on('request', createRequestHandler({ ready: () => state === 'listening', info, metrics, wsPaths: [] }));
-        await listenOne('admin', server, { port: settings.adminPort, host: settings.host });
-        addresses.admin = bound(server);
-      }
-      if (settings.rawPort !== null) {
-        const server = streamServer(onStream('raw', 'raw'));
-        await listenOne('raw', server, { port: settings.rawPort, host: settings.host });
-        addresses.raw = bound(server);
-      }
+      if (adminPort !== null)
+        addresses.admin = await startAdminListener(ctx, { ready, info, infoDetail: () => true, metrics, wsPaths: [] }, adminPort);
+      if (settings.rawPort !== null) addresses.raw = await startStreamListener(ctx, 'raw', 'raw', settings.rawPort);
     } catch (err) {
       tlsWatcher?.close();
       await stopListeners();
+      metrics?.close();
       state = 'closed';
       throw err;
     }
-    state = 'listening';
+    // close() during listen(): stay not-ready, the shutdown runs next.
+    if (state === 'new') state = 'listening';
     return addresses;
   }
 
@@ -419,7 +317,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     close(options = {}) {
       if (closing !== undefined) return closing;
       const drainMs = options.drainMs ?? settings.drainTimeoutMs;
-      if (state === 'listening') state = 'closing'; // not ready from this moment
+      state = state === 'closed' ? 'closed' : 'closing'; // not ready from this moment
       closing = (listening ?? Promise.resolve(addresses)).then(
         () => shutdown(drainMs),
         () => shutdown(drainMs),
@@ -437,15 +335,12 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     connect(clientOptions) {
       if (state === 'closing' || state === 'closed') throw new EchoError(ErrorCode.STATE, 'server is closed');
       const [serverSide, clientSide] = duplexPair();
-      if (core.full) {
-        core.reject('inproc', 'limit', 'inproc', 'connection limit reached');
-        refuseStream(serverSide, 'v1', CloseCode.TRY_AGAIN_LATER, 'connection limit reached');
-      } else {
-        core.add(serverSide, 'inproc', 'inproc', makeStreamProtocol('v1'));
-      }
+      const admitted = core.admit('inproc', 'inproc', clientKeyOf('inproc', undefined, undefined));
+      if ('reason' in admitted) destroySoon(serverSide, refusalBytes('v1', admitted.code, admitted.message));
+      else core.accept(serverSide, 'inproc', 'inproc', makeStreamProtocol('v1'), admitted);
       return new V1Client(clientSide, clientOptions);
     },
-    info,
+    info: () => info(true),
     get tls() {
       const t = security?.tls;
       if (t === undefined) return undefined;
@@ -463,4 +358,9 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     reloadTls,
   };
   return server;
+}
+
+/** Gauges the core keeps (read at scrape time). */
+function coreGauges(core: EchoCore): { partialFrameBytes: number; budgetPaused: number; budgetBytes: number } {
+  return { partialFrameBytes: core.heldBytes, budgetPaused: core.budgetPaused.size, budgetBytes: core.settings.maxBufferedBytes };
 }

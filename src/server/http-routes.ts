@@ -16,7 +16,10 @@ export interface MetricsSource {
 
 export interface RoutesContext {
   readonly ready: () => boolean;
-  readonly info: () => Record<string, unknown>;
+  /** `/info` (detailed: identities, pid, listener layout); undefined = not served here (404). */
+  readonly info?: ((detailed: boolean) => Record<string, unknown>) | undefined;
+  /** Whether a request may see the detailed `/info` (the admin port: always; the public port: valid credentials). */
+  readonly infoDetail?: ((req: IncomingMessage) => Promise<boolean> | boolean) | undefined;
   /** Prometheus expositions, when metrics are enabled (and served on this listener). */
   readonly metrics?: MetricsSource | undefined;
   /** Paths that are WebSocket endpoints (a plain GET there gets a hint). */
@@ -55,8 +58,15 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
         return json(res, 200, { status: 'ok' });
       case '/readyz':
         return ctx.ready() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'draining' });
-      case '/info':
-        return json(res, 200, ctx.info());
+      case '/info': {
+        const info = ctx.info;
+        if (info === undefined) break;
+        Promise.resolve(ctx.infoDetail?.(req) ?? false).then(
+          (detailed) => json(res, 200, info(detailed)),
+          () => json(res, 200, info(false)),
+        );
+        return;
+      }
       case '/console':
         return html(res);
       case '/metrics':

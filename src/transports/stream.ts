@@ -1,81 +1,25 @@
 /**
  * Stream transports: framing v1 and the bare `len` framing over any Duplex (TCP, TLS, Unix
- * sockets, in-process pairs), and the raw byte echo. Header-less frames are echoed by writing
- * back the validated span of the read buffer: consecutive frames make one write.
+ * sockets, in-process pairs), and the raw byte echo. They only decode and encode: the core
+ * runs each message through its pipeline (`core.message`), and header-less frames are echoed
+ * by writing back the validated span of the read buffer through the connection's batch
+ * writer, so consecutive frames of one read make one write.
  */
-import type { Duplex } from 'node:stream';
-import { channels, sampleMessage } from '../core/events.js';
-import { publishMessage, serverStamp } from './message-events.js';
-import { CloseCode, ErrorCode, ProtocolError } from '../errors.js';
+import { CloseCode, ErrorCode, malformed, ProtocolError } from '../errors.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
+import { Pause } from '../core/connection.js';
 import type { EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
-import { parseHeader, stampHeader, type MetadataHeader } from '../protocol/header.js';
+import { parseHeader, type MetadataHeader } from '../protocol/header.js';
 import { encodeLen, LenDecoder } from '../protocol/len.js';
 import type { FrameSink } from '../protocol/length-prefix.js';
 import { decodeClose, encodeClose, encodeFrame, V1Decoder, V1Opcode, type V1FrameHandler } from '../protocol/v1.js';
 
 const PING = encodeFrame(V1Opcode.PING, Buffer.alloc(0));
+const EMPTY_CLOSE = encodeFrame(V1Opcode.CLOSE, Buffer.alloc(0));
 
-/** Pending echo span `buf[start, end)` and the batch counters shared by both framings. */
-abstract class SpanEcho {
-  protected spanBuf: Buffer | undefined = undefined;
-  protected spanStart = 0;
-  protected spanEnd = 0;
-  protected batchIn = 0;
-  protected batchOut = 0;
-  protected rxAt = 0;
-  protected readonly core: EchoCore;
-
-  constructor(protected readonly conn: Connection) {
-    this.core = conn.core;
-  }
-
-  protected begin(): void {
-    this.spanBuf = undefined;
-    this.batchIn = this.batchOut = 0;
-    this.rxAt = 0;
-  }
-
-  protected end(): void {
-    this.flush();
-    const conn = this.conn;
-    if (this.batchIn > 0) conn.received(this.batchIn);
-    if (this.batchOut > 0) {
-      conn.sent(this.batchOut);
-      if (channels.flush.hasSubscribers)
-        channels.flush.publish({ connection: conn, messages: this.batchOut, flushedAt: performance.now() });
-    }
-  }
-
-  /** Adds `buf[start, end)` to the echo span (extending it when contiguous). */
-  protected echoSpan(buf: Buffer, start: number, end: number): void {
-    if (this.spanBuf === buf && this.spanEnd === start) {
-      this.spanEnd = end;
-    } else {
-      this.flush();
-      this.spanBuf = buf;
-      this.spanStart = start;
-      this.spanEnd = end;
-    }
-    this.batchOut++;
-  }
-
-  protected flush(): void {
-    if (this.spanBuf !== undefined) {
-      this.conn.write(
-        this.spanStart === 0 && this.spanEnd === this.spanBuf.length ? this.spanBuf : this.spanBuf.subarray(this.spanStart, this.spanEnd),
-      );
-      this.spanBuf = undefined;
-    }
-  }
-
-  /** Publishes the current message (seq = its per-connection number). */
-  protected publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
-    if (this.rxAt === 0) this.rxAt = performance.now();
-    publishMessage(this.conn, this.conn.messagesIn + this.batchIn, this.rxAt, kind, size, header);
-  }
-}
+/** Largest `hello` body accepted before authentication (its JSON carries a token or a JWT). */
+export const MAX_HELLO_BYTES = 8 * 1024;
 
 /** A frame held while the hello is being authenticated. */
 interface HeldFrame {
@@ -86,37 +30,46 @@ interface HeldFrame {
   readonly ps: number;
 }
 
-const HELLO_REQUIRED = () => new ProtocolError(ErrorCode.AUTH, CloseCode.POLICY_VIOLATION, 'hello required');
+const HELLO_REQUIRED = (): ProtocolError => new ProtocolError(ErrorCode.AUTH, CloseCode.POLICY_VIOLATION, 'hello required');
+
+/** Before authentication only a `hello` (or a close) may come, at most MAX_HELLO_BYTES. */
+const PRE_AUTH = {
+  maxBody: MAX_HELLO_BYTES,
+  kind(opcode: number): void {
+    if (opcode !== V1Opcode.HELLO && opcode !== V1Opcode.CLOSE) throw HELLO_REQUIRED();
+  },
+};
 
 /** Framing v1 (docs/PROTOCOL.md). */
-export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHandler {
+export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
+  readonly canPing = true;
   private readonly decoder: V1Decoder;
+  private readonly core: EchoCore;
   private closeSent = false;
   /** Authentication on: the hello must come first (`held` collects frames while it is checked). */
   private awaitingHello: boolean;
   private held: HeldFrame[] | undefined = undefined;
   private heldBytes = 0;
 
-  constructor(conn: Connection, requireHello = false) {
-    super(conn);
-    this.decoder = new V1Decoder(this, conn.core.settings);
+  constructor(
+    private readonly conn: Connection,
+    requireHello = false,
+  ) {
+    this.core = conn.host as EchoCore;
+    this.decoder = new V1Decoder(this, this.core.settings);
     this.awaitingHello = requireHello;
-    // Date.now(), not the coarse core.now: that can be up to one sweep tick (1 s) old, which
-    // would cut a client's hello time short by as much (or entirely, for short timeouts).
-    if (requireHello) conn.helloDeadline = Date.now() + conn.core.settings.handshakeTimeoutMs;
+    if (requireHello) {
+      this.decoder.restrict(PRE_AUTH);
+      conn.helloDeadline = this.core.clock.now() + this.core.settings.handshakeTimeoutMs;
+    }
   }
 
   get bufferedBytes(): number {
-    return this.decoder.bufferedBytes;
+    return this.decoder.bufferedBytes + this.heldBytes;
   }
 
   onData(chunk: Buffer): void {
-    this.begin();
-    try {
-      this.decoder.push(chunk);
-    } finally {
-      this.end();
-    }
+    this.decoder.push(chunk);
   }
 
   onV1Frame(
@@ -129,48 +82,40 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
     end: number,
   ): void {
     const conn = this.conn;
+    const out = conn.out;
     if (this.awaitingHello) {
       if (this.held !== undefined) return this.hold(opcode, buf, frameStart, headerStart, headerEnd, payloadStart, end);
       if (opcode === V1Opcode.HELLO) return this.authenticate(buf.toString('utf8', payloadStart, end));
-      if (opcode !== V1Opcode.PING && opcode !== V1Opcode.CLOSE) throw HELLO_REQUIRED();
+      if (opcode !== V1Opcode.CLOSE) throw HELLO_REQUIRED();
     }
     switch (opcode) {
       case V1Opcode.TEXT:
       case V1Opcode.BINARY: {
-        if (!conn.open) return; // after our close frame, data is discarded
-        this.batchIn++;
         const kind: MessageKind = opcode === V1Opcode.TEXT ? 'text' : 'binary';
         const header = headerStart >= 0 ? parseHeader(buf, headerStart, headerEnd) : undefined;
-        if (header !== undefined && this.core.replay !== undefined) this.core.checkReplay(conn, header);
-        if (channels.message.hasSubscribers && (header !== undefined || sampleMessage())) this.publish(kind, end - payloadStart, header);
-        if (this.core.handler !== undefined && this.core.dispatch(conn, kind, Buffer.from(buf.subarray(payloadStart, end)), header)) return;
-        if (header === undefined) return this.echoSpan(buf, frameStart, end);
-        this.flush();
-        if (this.rxAt === 0) this.rxAt = performance.now();
-        const stamped = stampHeader(header, serverStamp(conn, conn.messagesIn + this.batchIn, this.rxAt));
-        conn.write(encodeFrame(opcode, buf.subarray(payloadStart, end), stamped));
-        this.batchOut++;
+        if (!this.core.message(conn, kind, buf, payloadStart, end, header)) return;
+        if (header === undefined) return out.region(buf, frameStart, end);
+        out.write(encodeFrame(opcode, buf.subarray(payloadStart, end), this.core.stamp(conn, header)));
         return;
       }
       case V1Opcode.PING:
+        out.controls++;
         if (this.closeSent) return;
-        this.flush();
-        conn.write(encodeFrame(V1Opcode.PONG, buf.subarray(payloadStart, end)));
+        out.write(encodeFrame(V1Opcode.PONG, buf.subarray(payloadStart, end)));
         return;
       case V1Opcode.PONG:
         return;
       case V1Opcode.HELLO:
         if (!conn.open) return;
-        this.flush();
-        conn.write(this.helloReply());
+        out.write(this.helloReply());
         return;
       case V1Opcode.CLOSE: {
         const { code, reason } = decodeClose(buf, payloadStart, end);
-        this.flush();
+        out.flush();
         this.decoder.stop();
         if (!this.closeSent) {
           this.closeSent = true;
-          conn.write(code === 1005 ? encodeFrame(V1Opcode.CLOSE, Buffer.alloc(0)) : encodeClose(code, reason));
+          out.write(code === CloseCode.NO_STATUS ? EMPTY_CLOSE : encodeClose(code, reason));
         }
         conn.finish(code, reason);
         return;
@@ -189,7 +134,7 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
   /** Keeps a copy of a frame that arrived while the hello is being checked (bounded). */
   private hold(opcode: V1Opcode, buf: Buffer, frameStart: number, hs: number, he: number, ps: number, end: number): void {
     this.heldBytes += end - frameStart;
-    // The socket is paused while authenticating: only the rest of the read that carried the
+    // Reading is paused while authenticating: only the rest of the read that carried the
     // hello can arrive, so this bound is generous.
     if (this.heldBytes > 2 * this.core.settings.maxFrameBytes + 65536) throw HELLO_REQUIRED();
     const copy = Buffer.from(buf.subarray(frameStart, end));
@@ -205,17 +150,20 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
   /** Checks the hello's credentials; frames after it wait, reading is paused. */
   private authenticate(text: string): void {
     const conn = this.conn;
-    const auth = this.core.auth;
+    const core = this.core;
+    const auth = core.auth;
     let token: unknown;
     try {
       const hello = JSON.parse(text) as Record<string, unknown>;
       if (hello['v'] !== 1) throw new Error('version');
       token = hello['token'];
     } catch {
-      throw new ProtocolError(ErrorCode.PROTOCOL, CloseCode.PROTOCOL_ERROR, 'hello must be a JSON object with "v": 1');
+      throw malformed('hello must be a JSON object with "v": 1');
     }
     this.held = [];
-    conn.socket.pause();
+    // The frames after the hello may be anything its client may send.
+    this.decoder.restrict(undefined);
+    conn.pause(Pause.AUTH);
     const credential = typeof token === 'string' ? token : undefined;
     const verdict =
       auth === undefined
@@ -228,45 +176,53 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
           conn.close(CloseCode.POLICY_VIOLATION, 'unauthorized', 'auth');
           return;
         }
-        if (!result.anonymous) conn.identity = result.identity;
+        if (!result.anonymous) {
+          conn.identity = result.identity;
+          // Per-client limits follow the identity from now on, as for a WebSocket.
+          if (!core.moveLease(conn, result.identity)) {
+            core.reject(conn.transport, 'limit', conn.peer, 'per-client connection limit');
+            conn.close(CloseCode.TRY_AGAIN_LATER, 'too many connections from this client', 'limit');
+            return;
+          }
+        }
         this.awaitingHello = false;
         conn.helloDeadline = 0;
         const held = this.held ?? [];
         this.held = undefined;
         this.heldBytes = 0;
-        this.begin();
+        const out = conn.out;
+        out.begin();
         try {
-          conn.write(this.helloReply());
+          out.write(this.helloReply());
           for (const f of held) this.onV1Frame(f.opcode, f.buf, 0, f.hs, f.he, f.ps, f.buf.length);
         } catch (err) {
-          this.end();
+          out.finish();
           conn.fail(err);
           return;
         }
-        this.end();
-        if (conn.stalledSince === 0 && !conn.throttled) conn.socket.resume();
+        out.finish();
+        conn.resume(Pause.AUTH);
       },
       (err: unknown) => conn.fail(err),
     );
   }
 
   send(kind: MessageKind, data: Buffer, header?: MetadataHeader): void {
-    this.flush();
     const h = header === undefined ? undefined : Buffer.from(JSON.stringify(header), 'utf8');
-    this.conn.write(encodeFrame(kind === 'text' ? V1Opcode.TEXT : V1Opcode.BINARY, data, h));
+    this.conn.out.write(encodeFrame(kind === 'text' ? V1Opcode.TEXT : V1Opcode.BINARY, data, h));
   }
 
   ping(): void {
-    if (!this.closeSent) this.conn.write(PING);
+    if (!this.closeSent) this.conn.out.write(PING);
   }
 
   close(code: number, reason: string): void {
-    this.flush();
+    const out = this.conn.out;
     if (!this.closeSent) {
       this.closeSent = true;
-      this.conn.write(encodeClose(code, reason));
-    }
-    if (code !== 1000 && code !== 1001) {
+      out.write(encodeClose(code, reason));
+    } else out.flush();
+    if (code !== CloseCode.NORMAL && code !== CloseCode.GOING_AWAY) {
       this.decoder.stop();
       this.conn.socket.end();
     }
@@ -274,12 +230,15 @@ export class V1Protocol extends SpanEcho implements ProtocolAdapter, V1FrameHand
 }
 
 /** Bare `len` framing: binary only, no header, no control frames; errors simply close. */
-export class LenProtocol extends SpanEcho implements ProtocolAdapter, FrameSink {
+export class LenProtocol implements ProtocolAdapter, FrameSink {
+  /** No control frames: TCP keepalive (set on the socket) finds dead peers. */
+  readonly canPing = false;
   private readonly decoder: LenDecoder;
+  private readonly core: EchoCore;
 
-  constructor(conn: Connection) {
-    super(conn);
-    this.decoder = new LenDecoder(conn.core.settings.maxFrameBytes);
+  constructor(private readonly conn: Connection) {
+    this.core = conn.host as EchoCore;
+    this.decoder = new LenDecoder(this.core.settings.maxFrameBytes);
   }
 
   get bufferedBytes(): number {
@@ -287,34 +246,21 @@ export class LenProtocol extends SpanEcho implements ProtocolAdapter, FrameSink 
   }
 
   onData(chunk: Buffer): void {
-    this.begin();
-    try {
-      this.decoder.push(chunk, this);
-    } finally {
-      this.end();
-    }
+    this.decoder.push(chunk, this);
   }
 
   onFrame(buf: Buffer, frameStart: number, bodyStart: number, end: number): void {
-    if (!this.conn.open) return;
-    this.batchIn++;
-    if (channels.message.hasSubscribers && sampleMessage()) this.publish('binary', end - bodyStart, undefined);
-    if (this.core.handler !== undefined && this.core.dispatch(this.conn, 'binary', Buffer.from(buf.subarray(bodyStart, end)), undefined))
-      return;
-    this.echoSpan(buf, frameStart, end);
+    if (this.core.message(this.conn, 'binary', buf, bodyStart, end, undefined)) this.conn.out.region(buf, frameStart, end);
   }
 
   send(_kind: MessageKind, data: Buffer): void {
-    this.flush();
-    this.conn.write(encodeLen(data));
+    this.conn.out.write(encodeLen(data));
   }
 
-  ping(): void {
-    // No control frames in `len`: TCP keepalive (set on the socket) finds dead peers.
-  }
+  ping(): void {}
 
   close(): void {
-    this.flush();
+    this.conn.out.flush();
     this.decoder.stop();
     this.conn.socket.end();
   }
@@ -323,18 +269,19 @@ export class LenProtocol extends SpanEcho implements ProtocolAdapter, FrameSink 
 /** Raw byte-stream echo (RFC 862 style): every read is written back as it is. */
 export class RawProtocol implements ProtocolAdapter {
   readonly bufferedBytes = 0;
+  readonly canPing = false;
+  private readonly core: EchoCore;
 
-  constructor(private readonly conn: Connection) {}
+  constructor(private readonly conn: Connection) {
+    this.core = conn.host as EchoCore;
+  }
 
   onData(chunk: Buffer): void {
-    if (!this.conn.open) return;
-    this.conn.received(1);
-    this.conn.write(chunk);
-    this.conn.sent(1);
+    if (this.core.message(this.conn, 'binary', chunk, 0, chunk.length, undefined)) this.conn.out.region(chunk, 0, chunk.length);
   }
 
   send(_kind: MessageKind, data: Buffer): void {
-    this.conn.write(data);
+    this.conn.out.write(data);
   }
 
   ping(): void {}
@@ -357,18 +304,7 @@ export function makeStreamProtocol(framing: StreamFraming, requireHello = false)
   }
 }
 
-/**
- * Refuses a stream connection over the limit or while draining: v1 gets a close frame
- * (1013 / 1001) first; `len` and raw simply close.
- */
-export function refuseStream(socket: Duplex, framing: StreamFraming, code: number, reason: string): void {
-  socket.on('error', noop);
-  if (framing === 'v1') {
-    socket.end(encodeClose(code, reason));
-    // Read (and drop) whatever the peer sends until it closes: a paused socket whose peer
-    // answers the close frame would never see the end and never close.
-    socket.resume();
-  } else socket.destroy();
+/** The bytes a refused stream gets before it is closed: a v1 close frame; `len` and raw get none. */
+export function refusalBytes(framing: StreamFraming, code: number, reason: string): Buffer | undefined {
+  return framing === 'v1' ? encodeClose(code, reason) : undefined;
 }
-
-function noop(): void {}

@@ -7,12 +7,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode, HttpError, ProtocolError, ErrorCode } from '../errors.js';
-import { channels, sampleMessage } from '../core/events.js';
-import { publishMessage, serverStamp } from './message-events.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
-import { keyFor, type EchoCore } from '../core/core.js';
+import { clientKeyOf, destroySoon, type EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
-import { parseHeader, stampHeader, type MetadataHeader } from '../protocol/header.js';
+import { parseHeader, type MetadataHeader } from '../protocol/header.js';
 import { encodeBody, newBodyParts, parseBody, V1Opcode, type V1Limits } from '../protocol/v1.js';
 import {
   encodeClosePayload,
@@ -60,20 +58,9 @@ const EMPTY = Buffer.alloc(0);
 const V1_PARTS = newBodyParts();
 
 export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
+  readonly canPing = true;
   private readonly receiver: WsReceiver;
   private readonly core: EchoCore;
-  /** Buffer that pending in-place echoes were written into, and their end. */
-  private outBuf: Buffer | undefined = undefined;
-  /**
-   * Pending echoes are `outBuf[outStart, outPos)`. A flush never rewinds: bytes already handed
-   * to the socket may still be queued there (a full kernel buffer), so later echoes of the same
-   * read are written after them, never over them.
-   */
-  private outStart = 0;
-  private outPos = 0;
-  private batchIn = 0;
-  private batchOut = 0;
-  private rxAt = 0;
   private closeSent = false;
 
   constructor(
@@ -81,8 +68,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
     /** `echo.v1`: every message is a binary message carrying a v1 body. */
     private readonly v1: boolean,
   ) {
-    this.core = conn.core;
-    this.receiver = new WsReceiver(this, { maxMessageBytes: conn.core.settings.maxFrameBytes, allocate });
+    this.core = conn.host as EchoCore;
+    this.receiver = new WsReceiver(this, { maxMessageBytes: this.core.settings.maxFrameBytes, allocate });
   }
 
   get bufferedBytes(): number {
@@ -90,71 +77,42 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   }
 
   onData(chunk: Buffer): void {
-    this.outBuf = undefined;
-    this.outStart = this.outPos = 0;
-    this.batchIn = this.batchOut = 0;
-    this.rxAt = 0;
-    try {
-      this.receiver.push(chunk);
-    } finally {
-      // Echoes of the frames before a protocol error still go out, ahead of the close frame.
-      this.flush();
-      const conn = this.conn;
-      if (this.batchIn > 0) conn.received(this.batchIn);
-      if (this.batchOut > 0) {
-        conn.sent(this.batchOut);
-        if (channels.flush.hasSubscribers)
-          channels.flush.publish({ connection: conn, messages: this.batchOut, flushedAt: performance.now() });
-      }
-    }
-  }
-
-  private flush(): void {
-    if (this.outPos > this.outStart) {
-      this.conn.write((this.outBuf as Buffer).subarray(this.outStart, this.outPos));
-      this.outStart = this.outPos;
-    }
+    this.receiver.push(chunk);
   }
 
   onMessage(opcode: WsDataOpcode, buf: Buffer, start: number, end: number, inPlace: boolean): void {
-    const conn = this.conn;
-    if (!conn.open) return; // after our close frame, data is discarded (RFC 6455 §5.5.1)
-    this.batchIn++;
     if (this.v1) return this.onV1Message(opcode, buf, start, end, inPlace);
     const kind: MessageKind = opcode === WsOpcode.TEXT ? 'text' : 'binary';
-    if (channels.message.hasSubscribers && sampleMessage()) this.publish(kind, end - start, undefined);
-    if (this.core.handler !== undefined && this.core.dispatch(conn, kind, Buffer.from(buf.subarray(start, end)), undefined)) return;
-    this.echo(opcode, buf, start, end, inPlace);
+    if (this.core.message(this.conn, kind, buf, start, end, undefined)) this.echo(opcode, buf, start, end, inPlace);
   }
 
-  /** Echo: same opcode, byte-identical payload, one frame. */
+  /**
+   * Echo: same opcode, byte-identical payload, one frame. In place, the echo is written into
+   * the read buffer behind the parse position (a server frame is 4 bytes shorter than the
+   * masked client frame it answers) and joins the batch's one write.
+   */
   private echo(opcode: number, buf: Buffer, start: number, end: number, inPlace: boolean): void {
     const len = end - start;
+    const out = this.conn.out;
     if (inPlace) {
-      if (this.outBuf !== buf) {
-        this.flush();
-        this.outBuf = buf;
-        this.outStart = this.outPos = 0;
-      }
-      const at = this.outPos;
+      const at = out.nextOffset(buf);
       const h = writeHeader(buf, at, opcode, len);
       // copyWithin: a memmove with no allocation (Buffer.copy allocates a view per call).
       if (at + h !== start) buf.copyWithin(at + h, start, end);
-      this.outPos = at + h + len;
+      out.region(buf, at, at + h + len);
     } else {
       // A message collected across reads: its buffer has header room in front.
-      this.flush();
       const h = headerSize(len);
       writeHeader(buf, start - h, opcode, len);
       // A pooled buffer goes back to the pool once the kernel has the bytes.
-      this.conn.write(buf.subarray(start - h, end), pooled.has(buf) ? () => release(buf) : undefined);
+      out.write(buf.subarray(start - h, end), pooled.has(buf) ? () => release(buf) : undefined);
     }
-    this.batchOut++;
   }
 
   private onV1Message(opcode: WsDataOpcode, buf: Buffer, start: number, end: number, inPlace: boolean): void {
     if (opcode !== WsOpcode.BINARY)
       throw new ProtocolError(ErrorCode.PROTOCOL, CloseCode.UNSUPPORTED_DATA, 'echo.v1 messages must be binary');
+    const conn = this.conn;
     const limits: V1Limits = this.core.settings;
     // Copied out at once: V1_PARTS is shared by every connection.
     const { opcode: op, headerStart, headerEnd, payloadStart } = parseBody(buf, start, end, limits, V1_PARTS);
@@ -163,27 +121,22 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
       case V1Opcode.BINARY: {
         const kind: MessageKind = op === V1Opcode.TEXT ? 'text' : 'binary';
         const header = headerStart >= 0 ? parseHeader(buf, headerStart, headerEnd) : undefined;
-        if (header !== undefined && this.core.replay !== undefined) this.core.checkReplay(this.conn, header);
-        if (channels.message.hasSubscribers && (header !== undefined || sampleMessage())) this.publish(kind, end - payloadStart, header);
-        if (this.core.handler !== undefined && this.core.dispatch(this.conn, kind, Buffer.from(buf.subarray(payloadStart, end)), header))
-          return;
+        if (!this.core.message(conn, kind, buf, payloadStart, end, header)) return;
         if (header === undefined) return this.echo(WsOpcode.BINARY, buf, start, end, inPlace);
-        if (this.rxAt === 0) this.rxAt = performance.now();
-        const stamped = stampHeader(header, serverStamp(this.conn, this.conn.messagesIn + this.batchIn, this.rxAt));
-        this.sendBody(encodeBody(op, buf.subarray(payloadStart, end), stamped));
-        this.batchOut++;
+        this.sendBody(encodeBody(op, buf.subarray(payloadStart, end), this.core.stamp(conn, header)));
         return;
       }
       case V1Opcode.PING:
+        conn.out.controls++;
+        if (this.closeSent) return;
         this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(payloadStart, end)));
         return;
       case V1Opcode.HELLO:
+        if (!conn.open) return;
         this.sendBody(
           encodeBody(
             V1Opcode.HELLO,
-            Buffer.from(
-              JSON.stringify({ v: 1, ok: true, conn: this.conn.id, instance: this.core.settings.instance, identity: this.conn.identity }),
-            ),
+            Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance: this.core.settings.instance, identity: conn.identity })),
           ),
         );
         return;
@@ -192,14 +145,8 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
     }
   }
 
-  private publish(kind: MessageKind, size: number, header: MetadataHeader | undefined): void {
-    if (this.rxAt === 0) this.rxAt = performance.now();
-    publishMessage(this.conn, this.conn.messagesIn + this.batchIn, this.rxAt, kind, size, header);
-  }
-
   private sendBody(body: Buffer): void {
-    this.flush();
-    this.conn.write(frame(WsOpcode.BINARY, body));
+    this.conn.out.write(frame(WsOpcode.BINARY, body));
   }
 
   send(kind: MessageKind, data: Buffer, header?: MetadataHeader): void {
@@ -208,20 +155,19 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
       this.sendBody(encodeBody(kind === 'text' ? V1Opcode.TEXT : V1Opcode.BINARY, data, h));
       return;
     }
-    this.flush();
-    this.conn.write(frame(kind === 'text' ? WsOpcode.TEXT : WsOpcode.BINARY, data));
+    this.conn.out.write(frame(kind === 'text' ? WsOpcode.TEXT : WsOpcode.BINARY, data));
   }
 
   ping(): void {
-    if (!this.closeSent) this.conn.write(PING_FRAME);
+    if (!this.closeSent) this.conn.out.write(PING_FRAME);
   }
 
   close(code: number, reason: string): void {
-    this.flush();
+    const out = this.conn.out;
     if (!this.closeSent) {
       this.closeSent = true;
-      this.conn.write(frame(WsOpcode.CLOSE, encodeClosePayload(code, reason)));
-    }
+      out.write(frame(WsOpcode.CLOSE, encodeClosePayload(code, reason)));
+    } else out.flush();
     // Failing the connection (protocol error): no need to wait for the peer's answer.
     if (code !== CloseCode.NORMAL && code !== CloseCode.GOING_AWAY) {
       this.receiver.stop();
@@ -230,9 +176,9 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   }
 
   onPing(payload: Buffer): void {
+    this.conn.out.controls++;
     if (this.closeSent) return;
-    this.flush();
-    this.conn.write(frame(WsOpcode.PONG, payload));
+    this.conn.out.write(frame(WsOpcode.PONG, payload));
   }
 
   onPong(): void {
@@ -240,12 +186,12 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   }
 
   onClose(code: number, reason: string): void {
-    this.flush();
+    const out = this.conn.out;
     if (!this.closeSent) {
       // Answer with the same code (§5.5.1); 1005 means the peer sent none, so neither do we.
       this.closeSent = true;
-      this.conn.write(frame(WsOpcode.CLOSE, code === CloseCode.NO_STATUS ? EMPTY : encodeClosePayload(code, reason)));
-    }
+      out.write(frame(WsOpcode.CLOSE, code === CloseCode.NO_STATUS ? EMPTY : encodeClosePayload(code, reason)));
+    } else out.flush();
     this.conn.finish(code, reason);
   }
 }
@@ -277,8 +223,7 @@ export function peerOf(socket: Duplex & { remoteAddress?: string; remotePort?: n
 }
 
 function refuse(socket: Duplex, status: number, message: string, extra: readonly string[] = []): void {
-  if (socket.writable) socket.end(httpErrorResponse(status, message, extra));
-  else socket.destroy();
+  destroySoon(socket, httpErrorResponse(status, message, extra));
 }
 
 /**
@@ -289,6 +234,7 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
+  const remote = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
   const peer = peerOf(socket as Duplex & { remoteAddress?: string });
   if (!opts.paths.includes(path)) {
     if (!opts.exclusive) return false;
@@ -296,16 +242,6 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     return true;
   }
   socket.on('error', noop); // until the connection owns the socket
-  if (core.draining) {
-    core.reject('ws', 'shutdown', peer, 'server is draining');
-    refuse(socket, 503, 'server is shutting down', ['Retry-After: 1']);
-    return true;
-  }
-  if (core.full) {
-    core.reject('ws', 'limit', peer, 'connection limit reached');
-    refuse(socket, 503, 'connection limit reached', ['Retry-After: 1']);
-    return true;
-  }
   let verdict;
   try {
     verdict = validateUpgrade(req);
@@ -317,17 +253,9 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
   }
   const accept = (identity: string | undefined): void => {
     if (socket.destroyed) return;
-    if (core.full || core.draining) {
-      core.reject('ws', core.draining ? 'shutdown' : 'limit', peer, 'refused after admission');
-      refuse(socket, 503, 'server busy', ['Retry-After: 1']);
-      return;
-    }
-    const remote = (socket as Duplex & { remoteAddress?: string }).remoteAddress;
-    const key = keyFor(identity, remote);
-    const lease = core.openLease(key);
-    if (lease === null) {
-      core.reject('ws', 'limit', peer, 'per-client connection limit');
-      refuse(socket, 503, 'too many connections from this client', ['Retry-After: 1']);
+    const admitted = core.admit('ws', peer, clientKeyOf('ws', identity, remote));
+    if ('reason' in admitted) {
+      refuse(socket, 503, admitted.message, ['Retry-After: 1']);
       return;
     }
     socket.removeListener('error', noop);
@@ -337,20 +265,34 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     socket.write(upgradeResponse(verdict));
     if (head.length > 0) socket.unshift(head);
     const v1 = verdict.protocol === SUBPROTOCOL_V1;
-    core.add(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), identity, key, lease);
+    core.accept(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), admitted, identity);
   };
-  if (opts.admit === undefined) {
+  const admit = opts.admit;
+  if (admit === undefined) {
     accept(undefined);
     return true;
   }
+  // Authentication may take a while (JWKS): the upgrade holds a place under the limit meanwhile.
+  const refusal = core.reserve('ws', peer);
+  if (refusal !== undefined) {
+    refuse(socket, 503, refusal.message, ['Retry-After: 1']);
+    return true;
+  }
   Promise.resolve()
-    .then(() => (opts.admit as NonNullable<WsUpgradeOptions['admit']>)(req))
-    .then(accept, (err: unknown) => {
-      const status = err instanceof HttpError ? err.status : 500;
-      const message = err instanceof HttpError ? err.message : 'internal error';
-      core.reject('ws', status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake', peer, message);
-      refuse(socket, status, message, status === 401 ? ['WWW-Authenticate: Bearer'] : []);
-    });
+    .then(() => admit(req))
+    .then(
+      (identity) => {
+        core.unreserve();
+        accept(identity);
+      },
+      (err: unknown) => {
+        core.unreserve();
+        const status = err instanceof HttpError ? err.status : 500;
+        const message = err instanceof HttpError ? err.message : 'internal error';
+        core.reject('ws', status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake', peer, message);
+        refuse(socket, status, message, status === 401 ? ['WWW-Authenticate: Bearer'] : []);
+      },
+    );
   return true;
 }
 

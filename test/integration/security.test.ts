@@ -421,10 +421,27 @@ describe('replay protection (replayWindowMs 30 s)', () => {
     c.client.send('again', { id: 'm1', ts: Date.now() });
     assert.deepEqual(await c.closed, { code: 1008, reason: 'replay protection: duplicate' });
     assert.equal(c.messages.length, 2);
-    // A replay does not become acceptable by reconnecting.
+    // Anonymous clients cannot be told apart (one NAT, one Unix socket): their ids are per
+    // connection, so another client's first message with the same id is echoed (issue 9).
     const c2 = await TlsV1.connect(s.tcpPort, { ca: s.ca });
-    c2.client.send('again', { id: 'm1' });
-    assert.deepEqual(await c2.closed, { code: 1008, reason: 'replay protection: duplicate' });
+    assert.equal((await c2.roundTrip('another client', { id: 'm1' })).data.toString(), 'another client');
+    await c2.client.close();
+  });
+
+  test('an identified client cannot replay an id by reconnecting', async () => {
+    const authed = await startTlsServer({ replayWindowMs: 30_000, auth: 'token', authTokens: `alice:${TOKEN_ALICE}` });
+    try {
+      const c = await TlsV1.connect(authed.tcpPort, { ca: authed.ca });
+      await c.hello({ token: TOKEN_ALICE });
+      assert.equal((await c.roundTrip('first', { id: 'r1' })).data.toString(), 'first');
+      await c.client.close();
+      const c2 = await TlsV1.connect(authed.tcpPort, { ca: authed.ca });
+      await c2.hello({ token: TOKEN_ALICE });
+      c2.client.send('again', { id: 'r1' });
+      assert.deepEqual(await c2.closed, { code: 1008, reason: 'replay protection: duplicate' });
+    } finally {
+      await authed.close();
+    }
   });
 
   test('TCP: a ts 10 minutes old → 1008 stale; 10 minutes ahead → 1008 future', async () => {

@@ -302,7 +302,7 @@ describe('HTTP routes', () => {
     assert.equal((await httpGet(srv.wsPort, '/nothing-here')).status, 404);
   });
 
-  test('/info: instance, version, uptimeSeconds, listeners and a connection count matching open connections', async () => {
+  test('/info: instance, version, uptimeSeconds and a connection count matching open connections; no listener layout, pid or identities without credentials', async () => {
     const base = (JSON.parse((await httpGet(srv.wsPort, '/info')).body) as { connections: { total: number } }).connections.total;
     assert.equal(base, srv.server.connections.size);
     const known = new Set([...srv.server.connections].map((c) => c.id));
@@ -327,8 +327,14 @@ describe('HTTP routes', () => {
     assert.match(info.version, /^\d+\.\d+\.\d+/);
     assert.equal(typeof info.uptimeSeconds, 'number');
     assert.ok(info.uptimeSeconds >= 0);
-    assert.equal(info.listeners.ws.port, srv.wsPort);
-    assert.equal(info.listeners.tcp.port, srv.tcpPort);
+    // The public view: no listener layout, pid, Node version or identities (issue 9/14).
+    const raw = info as unknown as Record<string, unknown>;
+    for (const key of ['listeners', 'pid', 'node']) assert.equal(raw[key], undefined, `public /info has no ${key}`);
+    assert.equal((raw['connections'] as Record<string, unknown>)['byIdentity'], undefined);
+    // The library's own view has them.
+    const full = srv.server.info() as typeof info;
+    assert.equal(full.listeners.ws.port, srv.wsPort);
+    assert.equal(full.listeners.tcp.port, srv.tcpPort);
     assert.equal(info.connections.total, base + 3);
     assert.equal(info.connections.total, srv.server.connections.size);
     assert.ok((info.connections.byTransport['ws'] ?? 0) >= 2);

@@ -45,6 +45,7 @@ describe('defaults', () => {
       maxFrameBytes: 16_777_216,
       maxHeaderBytes: 4096,
       maxQueueBytes: 1_048_576,
+      maxBufferedBytes: 67_108_864,
       stallTimeoutMs: 30_000,
       idleTimeoutMs: 600_000,
       keepaliveIntervalMs: 30_000,

@@ -343,9 +343,10 @@ describe('encoders', () => {
   test('encodeFrame round trips through V1Decoder, with and without a header', () => {
     const rand = rng(7);
     for (let i = 0; i < 200; i++) {
-      const len = Math.floor(rand() * 300);
-      const payload = Buffer.from(Array.from({ length: len }, () => Math.floor(rand() * 256)));
       const opcode = ([V1Opcode.BINARY, V1Opcode.PING, V1Opcode.PONG] as const)[i % 3] as V1Opcode;
+      // Control payloads are at most 125 bytes (MAX_CONTROL_PAYLOAD).
+      const len = Math.floor(rand() * (opcode === V1Opcode.BINARY ? 300 : 126));
+      const payload = Buffer.from(Array.from({ length: len }, () => Math.floor(rand() * 256)));
       assert.deepEqual(decodeOne(encodeFrame(opcode, payload)), [{ opcode, payload: payload.toString('hex') }]);
       const header = Buffer.from(JSON.stringify({ id: `m${i}`, n: len }));
       const withHeader = encodeFrame(V1Opcode.BINARY, payload, header);

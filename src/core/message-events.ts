@@ -1,11 +1,11 @@
 /**
- * What the WebSocket and stream transports share about one received message: its
- * `echoserver:message` event and the `srv` stamp of an echoed header. `seq` is the message's
- * per-connection sequence number; `receivedAt` the `performance.now()` of its read.
+ * What every transport shares about one received message: its `echoserver:message` event and
+ * the `srv` stamp of an echoed header. `seq` is the message's per-connection sequence number;
+ * `receivedAt` the `performance.now()` of its read.
  */
-import type { Connection } from '../core/connection.js';
-import { channels, messageSampleRatio } from '../core/events.js';
-import type { MessageKind } from '../core/types.js';
+import type { Connection } from './connection.js';
+import { channels, messageSampleRatio } from './events.js';
+import type { MessageKind } from './types.js';
 import type { MetadataHeader, ServerStamp } from '../protocol/header.js';
 
 /** Publishes one message (call only when `channels.message.hasSubscribers` and it was sampled). */
@@ -33,5 +33,5 @@ const epochMs = (t: number): number => Math.round((performance.timeOrigin + t) *
 
 /** The server's part of an echoed header: instance, connection, sequence, receive and send times. */
 export function serverStamp(conn: Connection, seq: number, receivedAt: number): ServerStamp {
-  return { instance: conn.core.settings.instance, conn: conn.id, seq, rx: epochMs(receivedAt), tx: epochMs(performance.now()) };
+  return { instance: conn.host.settings.instance, conn: conn.id, seq, rx: epochMs(receivedAt), tx: epochMs(performance.now()) };
 }
