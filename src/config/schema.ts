@@ -565,11 +565,6 @@ void complete;
 export const SETTINGS: readonly SettingDefinition[] = Object.freeze(ROWS);
 const BY_NAME: ReadonlyMap<string, SettingDefinition> = new Map(SETTINGS.map((d) => [d.name, d]));
 
-/** Look a setting up by its camelCase name. */
-export function settingByName(name: string): SettingDefinition | undefined {
-  return BY_NAME.get(name);
-}
-
 /** Where a value came from; decides how errors name the setting. */
 export type SettingSource = 'option' | 'flag' | 'env' | { readonly file: string };
 

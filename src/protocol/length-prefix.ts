@@ -13,8 +13,9 @@ export interface FrameSink {
 }
 
 /**
- * Called with a frame's first body byte and its body length as soon as both are known,
- * before any of the body is buffered; throws to refuse the frame.
+ * Called with the first body byte and the body length of a frame that spans reads, as soon as
+ * both are known and before any of it is buffered; throws to refuse the frame. (A frame that
+ * arrived whole is the sink's to check.)
  */
 export type FirstByteCheck = (firstByte: number, bodyLength: number) => void;
 
@@ -84,12 +85,16 @@ export class LengthPrefixSplitter {
       const body = buf.readUInt32BE(pos);
       if (body > this.maxBody) throw tooBig(`frame of ${body} bytes exceeds the limit of ${this.maxBody}`);
       if (body < this.minBody) throw malformed('empty frame');
+      const end = pos + 4 + body;
       const check = this.firstByteCheck;
       if (check !== undefined && body > 0) {
-        if (len - pos < 5) break; // the first body byte decides: wait for it
-        check(buf[pos + 4] as number, body);
+        // A whole frame is checked by its sink; one spanning reads is checked here, before
+        // any of it is buffered (the first body byte decides: wait for it).
+        if (end > len) {
+          if (len - pos < 5) break;
+          check(buf[pos + 4] as number, body);
+        }
       }
-      const end = pos + 4 + body;
       if (end > len) {
         // Collect what has arrived; the buffer grows with the frame, up to its length.
         const have = len - pos;

@@ -15,6 +15,7 @@ import type { ConnectionInfo, TransportName, TransportStats } from '../core/type
 import { nativeMasking } from '../protocol/mask.js';
 import { duplexPair } from '../transports/inproc.js';
 import { makeStreamProtocol, refusalBytes } from '../transports/stream.js';
+import { pooledBuffers } from '../transports/ws.js';
 import { V1Client, type V1ClientOptions } from '../client/stream-client.js';
 import type { MetricsSource } from './http-routes.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
@@ -167,7 +168,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         maxHeaderBytes: settings.maxHeaderBytes,
         maxQueueBytes: settings.maxQueueBytes,
       },
-      ...(detailed && { nativeMasking }),
+      ...(detailed && { nativeMasking, pooledBuffers: pooledBuffers() }),
     };
   };
 

@@ -9,6 +9,7 @@ import { CloseCode, ErrorCode, malformed, ProtocolError } from '../errors.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
 import { Pause } from '../core/connection.js';
 import type { EchoCore } from '../core/core.js';
+import { authProtocolError } from '../security/auth.js';
 import type { MessageKind } from '../core/types.js';
 import { parseHeader, type MetadataHeader } from '../protocol/header.js';
 import { encodeLen, LenDecoder } from '../protocol/len.js';
@@ -173,7 +174,8 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
       (result) => {
         if (!conn.open) return;
         if (!result.ok) {
-          conn.close(CloseCode.POLICY_VIOLATION, 'unauthorized', 'auth');
+          const e = authProtocolError();
+          conn.close(e.closeCode, e.message, 'auth');
           return;
         }
         if (!result.anonymous) {

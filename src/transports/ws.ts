@@ -49,7 +49,7 @@ function release(buf: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(buf);
 }
 
-/** Buffers idle in the pool now (at most POOL_MAX; for tests and /info). */
+/** Buffers idle in the pool now (at most POOL_MAX; the detailed /info reports it). */
 export function pooledBuffers(): number {
   return pool.length;
 }
