@@ -1,131 +1,44 @@
 /**
  * The one settings schema (STYLE practice 5). Each row of `SETTINGS` names a setting once and
- * feeds library options, CLI flags, `ECHO_*` env vars, config-file keys and `--help`. Adding a
- * setting is adding a field to `Settings` and one row; `Missing` below fails to compile until
- * the row exists. Every value is parsed by its row's `kind`, so all sources accept the same
+ * feeds library options, CLI flags, `ECHO_*` env vars, config-file keys, `--help` and the
+ * `Settings` type itself, which is derived from the rows (name, kind, choices, nullable): its
+ * documentation, units and ranges live in the row and cannot drift. Adding a setting is adding
+ * one row. Every value is parsed by its row's `kind`, so all sources accept the same
  * syntax and produce the same error message, which names the setting as the user spelled it.
  */
 import { hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
 
-/** Resolved settings; each field's row in `SETTINGS` has its flag, env var and full doc. */
-export interface Settings {
-  /** Bind address for network listeners. @default '0.0.0.0' */
-  host: string;
-  /** WebSocket port; null = off, 0 = ephemeral. @default 8080 */
-  wsPort: number | null;
-  /** URL paths accepting upgrades, each starting with '/'. @default ['/', '/ws'] */
-  wsPaths: string[];
-  /** TCP (framed) port; null = off. @default 9000 */
-  tcpPort: number | null;
-  /** Framing on TCP and Unix sockets. @default 'v1' */
-  tcpFraming: 'v1' | 'len';
-  /** Unix socket path; null = off. @default null */
-  unixPath: string | null;
-  /** RFC 862 raw echo port; null = off (opt-in). @default null */
-  rawPort: number | null;
-  /** Allow plaintext on network listeners. @default false */
-  insecure: boolean;
-  /** Instance name in hello messages, logs and metrics. @default os.hostname() */
-  instance: string;
-  /** Concurrent connections, >= 1. @default 100000 */
-  maxConnections: number;
-  /** Bytes: largest v1/len frame body and WebSocket message (sum of fragments), 1..2^31-1. @default 16777216 */
-  maxFrameBytes: number;
-  /** Bytes: largest v1 metadata header, 2..65535. @default 4096 */
-  maxHeaderBytes: number;
-  /** Bytes: per-connection send-queue high water (reading pauses above it), >= 1024. @default 1048576 */
-  maxQueueBytes: number;
-  /** Bytes: server-wide budget for partly received frames; above it the peers holding large partial frames are paused. @default 67108864 */
-  maxBufferedBytes: number;
-  /** Milliseconds the queue may stay above high water before the connection is closed; 0 = never. @default 30000 */
-  stallTimeoutMs: number;
-  /** Milliseconds with no message either way before closing; 0 = off. @default 600000 */
-  idleTimeoutMs: number;
-  /** Milliseconds between pings; a peer silent for 2 intervals is dropped; 0 = off. @default 30000 */
-  keepaliveIntervalMs: number;
-  /** Milliseconds allowed for the upgrade or hello, >= 1. @default 10000 */
-  handshakeTimeoutMs: number;
-  /** Milliseconds of graceful shutdown before remaining connections are closed. @default 10000 */
-  drainTimeoutMs: number;
-  /** @default 'info' */
-  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-  /** 'auto' = pretty when stdout is a TTY, else JSON. @default 'auto' */
-  logFormat: 'auto' | 'json' | 'pretty';
-  /** Processes sharing the listeners, 1..64. @default 1 */
-  workers: number;
-  /** Serve Prometheus metrics at `/metrics` (and the design names at `/metrics/design`). @default true */
-  metrics: boolean;
-  /** Separate HTTP port for /metrics, /healthz, /readyz, /info; null = off (they stay on the WS port). @default null */
-  adminPort: number | null;
-  /** Fraction of messages traced (0..1) when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT). @default 0.01 */
-  traceSampleRatio: number;
-  // --- Security (docs/SECURITY.md) ---
-  /** PEM certificate chain; with tlsKey. null = a self-signed certificate generated at start. @default null */
-  tlsCert: string | null;
-  /** PEM private key. @default null */
-  tlsKey: string | null;
-  /** PEM CA bundle for client certificates (mTLS). @default null */
-  tlsCa: string | null;
-  /** Client certificates: none, optional, require (needs tlsCa). @default 'none' */
-  tlsClientAuth: 'none' | 'optional' | 'require';
-  /** Extra host names for the generated certificate (localhost, 127.0.0.1, ::1 and the host name are always in). @default [] */
-  tlsHostnames: string[];
-  /** Authentication: none, token (static bearer tokens), jwt. @default 'none' */
-  auth: 'none' | 'token' | 'jwt';
-  /** File of `name:token` lines (or a JSON object name → token). @default null */
-  authTokensFile: string | null;
-  /** Tokens inline (`name:token,name2:token2`); prefer the file or the env var ECHO_AUTH_TOKENS. @default null */
-  authTokens: string | null;
-  /** Query parameter carrying the token for browsers (WebSocket). @default 'token' */
-  authQueryParam: string;
-  /** JWT: HS256 secret (>= 32 bytes). @default null */
-  jwtSecret: string | null;
-  /** JWT: PEM public key file (RS/ES/EdDSA). @default null */
-  jwtPublicKey: string | null;
-  /** JWT: JWKS URL (https, or http on loopback), keys cached. @default null */
-  jwtJwksUrl: string | null;
-  /** JWT: accepted audiences. @default null (any; a warning is logged) */
-  jwtAudience: string[] | null;
-  /** JWT: accepted issuers. @default null (any; a warning is logged) */
-  jwtIssuer: string[] | null;
-  /** JWT: clock skew tolerated for exp/nbf, ms, 0..300000. @default 30000 */
-  jwtClockToleranceMs: number;
-  /** Browser origins allowed to open WebSocket connections; null = any unless mTLS is on (then only our own). @default null */
-  allowedOrigins: string[] | null;
-  /** Messages per second per connection; 0 = unlimited. @default 0 */
-  rateMessages: number;
-  /** Payload bytes per second per connection; 0 = unlimited. @default 0 */
-  rateBytes: number;
-  /** Messages per second per client (identity, else IP), all its connections together; 0 = unlimited. @default 0 */
-  clientRateMessages: number;
-  /** Bytes per second per client; 0 = unlimited. @default 0 */
-  clientRateBytes: number;
-  /** Burst allowance: how much of the rate may arrive at once, in ms of the rate. @default 1000 */
-  rateBurstMs: number;
-  /** Hard ceiling: close with 1008 a client sustaining more than N times its rate; 0 = off. @default 0 */
-  rateCeiling: number;
-  /** Open connections per client (identity, else IP); 0 = unlimited. @default 0 */
-  maxConnectionsPerClient: number;
-  /** Clients tracked for per-client limits (memory cap). @default 100000 */
-  maxClients: number;
-  /** Replay protection: refuse a header `id` seen within this window, or a `ts` outside it; null = off. @default null */
-  replayWindowMs: number | null;
-  /** Replay protection: ids remembered per client (memory cap; when full, that client's new ids are refused). @default 10000 */
-  replayMaxEntries: number;
-}
-
 export type SettingKind = 'port' | 'duration' | 'bytes' | 'int' | 'ratio' | 'string' | 'bool' | 'enum' | 'list' | 'path';
 
-export interface SettingDefinition<K extends keyof Settings = keyof Settings> {
+/** The value type of a kind (before `choices` narrow an enum and `nullable` adds null). */
+interface KindValue {
+  port: number;
+  duration: number;
+  bytes: number;
+  int: number;
+  ratio: number;
+  string: string;
+  bool: boolean;
+  enum: string;
+  list: string[];
+  path: string;
+}
+
+/** The value of a row: its kind's type, narrowed to its choices, with null when nullable. */
+type RowValue<Kd extends SettingKind, C extends readonly string[], Nl extends boolean> =
+  (Kd extends 'enum' ? C[number] : KindValue[Kd]) | (Nl extends true ? null : never);
+
+/** One setting. `V` is its value type (derived from the row by `row()`). */
+export interface SettingDefinition<N extends string = string, V = unknown> {
   /** camelCase: the library option and the config-file key. */
-  readonly name: K;
+  readonly name: N;
   /** CLI flag, e.g. `--ws-port`. */
   readonly flag: `--${string}`;
   /** Environment variable; derived from the flag (`--ws-port` => `ECHO_WS_PORT`) unless given. */
   readonly env: `ECHO_${string}`;
   readonly kind: SettingKind;
-  readonly default: Settings[K];
+  readonly default: V;
   /** Shown by `--help` instead of `default` when the default is computed at start. */
   readonly defaultText?: string;
   /** One sentence for `--help` and docs. */
@@ -140,8 +53,8 @@ export interface SettingDefinition<K extends keyof Settings = keyof Settings> {
   /** `off`, `none`, `false` or null switch the feature off: the value becomes null. */
   readonly nullable?: boolean;
   /** Extra rule after parsing: returns what is wrong, or undefined. Method syntax keeps rows of
-   *  different `K` assignable to `SettingDefinition` (methods are checked bivariantly). */
-  check?(value: Settings[K]): string | undefined;
+   *  different `V` assignable to `SettingDefinition` (methods are checked bivariantly). */
+  check?(value: V): string | undefined;
 }
 
 // setTimeout clamps delays above 2^31-1 ms to 1 ms (with a TimeoutOverflowWarning), which would
@@ -151,12 +64,32 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 // paths fail at listen() with a confusing EINVAL/ENAMETOOLONG, so reject them up front.
 const MAX_UNIX_PATH = process.platform === 'linux' ? 107 : 103;
 
-type RowInput<K extends keyof Settings> = Omit<SettingDefinition<K>, 'env'> & { env?: `ECHO_${string}` };
+/** What a row is written as: the value type follows from `kind`, `choices` and `nullable`. */
+interface RowInput<N extends string, Kd extends SettingKind, C extends readonly string[], Nl extends boolean> {
+  readonly name: N;
+  readonly flag: `--${string}`;
+  readonly env?: `ECHO_${string}`;
+  readonly kind: Kd;
+  readonly choices?: C;
+  readonly nullable?: Nl;
+  readonly default: RowValue<Kd, C, Nl>;
+  readonly defaultText?: string;
+  readonly doc: string;
+  readonly unit?: string;
+  readonly min?: number;
+  readonly max?: number;
+  check?(value: RowValue<Kd, C, Nl>): string | undefined;
+}
 
-function row<K extends keyof Settings>(input: RowInput<K>): SettingDefinition<K> {
+function row<
+  const N extends string,
+  const Kd extends SettingKind,
+  const C extends readonly string[] = [],
+  const Nl extends boolean = false,
+>(input: RowInput<N, Kd, C, Nl>): SettingDefinition<N, RowValue<Kd, C, Nl>> {
   const env = input.env ?? (`ECHO_${input.flag.slice(2).replace(/-/g, '_').toUpperCase()}` as const);
-  const dflt = Array.isArray(input.default) ? Object.freeze([...input.default]) : input.default;
-  return Object.freeze({ ...input, env, default: dflt as Settings[K] });
+  const dflt = Array.isArray(input.default) ? Object.freeze([...(input.default as string[])]) : input.default;
+  return Object.freeze({ ...input, env, default: dflt as RowValue<Kd, C, Nl> });
 }
 
 const ROWS = [
@@ -557,13 +490,14 @@ const ROWS = [
   }),
 ] as const;
 
-// Compile-time completeness: names any Settings field that has no row.
-type Missing = Exclude<keyof Settings, (typeof ROWS)[number]['name']>;
-const complete: [Missing] extends [never] ? true : Missing = true;
-void complete;
+type Row = (typeof ROWS)[number];
+
+/** Resolved settings, derived from the rows (each row documents its field: unit, range, default). */
+export type Settings = { -readonly [R in Row as R['name']]: R extends SettingDefinition<string, infer V> ? V : never };
 
 export const SETTINGS: readonly SettingDefinition[] = Object.freeze(ROWS);
-const BY_NAME: ReadonlyMap<string, SettingDefinition> = new Map(SETTINGS.map((d) => [d.name, d]));
+type AnyDefinition = SettingDefinition<keyof Settings, Settings[keyof Settings]>;
+const BY_NAME: ReadonlyMap<string, AnyDefinition> = new Map(SETTINGS.map((d) => [d.name, d as AnyDefinition]));
 
 /** Where a value came from; decides how errors name the setting. */
 export type SettingSource = 'option' | 'flag' | 'env' | { readonly file: string };
@@ -628,7 +562,7 @@ function integer(raw: unknown): number {
 }
 
 /** Parse one raw value (typed or string form) for `def`; throws ConfigError naming `label`. */
-export function parseSetting<K extends keyof Settings>(def: SettingDefinition<K>, raw: unknown, label: string): Settings[K] {
+export function parseSetting<K extends keyof Settings>(def: SettingDefinition<K, Settings[K]>, raw: unknown, label: string): Settings[K] {
   const fail = (expected: string): never => {
     throw new ConfigError(label, `must be ${expected}, got ${show(raw)}`);
   };
