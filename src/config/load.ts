@@ -209,7 +209,7 @@ function placeholder(def: SettingDefinition): string {
     case 'bool':
       return '';
     default:
-      return `<${def.kind}>`;
+      return `<${[def.kind, ...Object.keys(def.words ?? {})].join('|')}>`;
   }
 }
 

@@ -5,7 +5,7 @@
  * the row exists. Every value is parsed by its row's `kind`, so all sources accept the same
  * syntax and produce the same error message, which names the setting as the user spelled it.
  */
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
 
 /** Resolved settings; each field's row in `SETTINGS` has its flag, env var and full doc. */
@@ -52,8 +52,10 @@ export interface Settings {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   /** 'auto' = pretty when stdout is a TTY, else JSON. @default 'auto' */
   logFormat: 'auto' | 'json' | 'pretty';
-  /** Processes sharing the listeners, 1..64. @default 1 */
+  /** Processes sharing the listeners, 1..64 ('auto' = one per CPU, at most 64). @default 1 */
   workers: number;
+  /** This process's worker id, shown in `srv`, hello, `/info`, logs and metrics; the `--workers` primary sets it. @default null */
+  workerId: string | null;
   /** Serve Prometheus metrics at `/metrics` (and the design names at `/metrics/design`). @default true */
   metrics: boolean;
   /** Separate HTTP port for /metrics, /healthz, /readyz, /info; null = off (they stay on the WS port). @default null */
@@ -134,6 +136,8 @@ export interface SettingDefinition<K extends keyof Settings = keyof Settings> {
   readonly unit?: string;
   /** Allowed values of an `enum`. */
   readonly choices?: readonly string[];
+  /** Words accepted besides the kind's syntax, with the value each stands for (e.g. `auto`). */
+  readonly words?: Readonly<Record<string, Settings[K]>>;
   /** Inclusive bounds of a number (port, int, duration, bytes). */
   readonly min?: number;
   readonly max?: number;
@@ -344,7 +348,16 @@ const ROWS = [
     min: 1,
     max: 64,
     default: 1,
-    doc: 'Worker processes sharing the listeners; /metrics answers for all of them, SIGTERM drains them all.',
+    words: { auto: Math.min(64, availableParallelism()) },
+    doc: "Worker processes sharing the listeners ('auto' = one per CPU); a crashed worker is replaced; /readyz is ready when every worker is; /metrics answers for all of them; SIGTERM drains them all.",
+  }),
+  row({
+    name: 'workerId',
+    flag: '--worker-id',
+    kind: 'string',
+    nullable: true,
+    default: null,
+    doc: 'Worker id shown in the srv stamp, the hello reply, /info, logs and metrics labels; the --workers primary sets it (1..N) for each worker.',
   }),
   row({
     name: 'metrics',
@@ -640,6 +653,8 @@ export function parseSetting<K extends keyof Settings>(def: SettingDefinition<K>
   const off = def.nullable ? " or 'off'" : '';
   const offWord = typeof raw === 'string' && OFF_WORDS.has(raw.trim().toLowerCase());
   if (def.nullable && (raw === null || raw === false || offWord)) return null as Settings[K];
+  const alias = typeof raw === 'string' ? def.words?.[raw.trim().toLowerCase()] : undefined;
+  if (alias !== undefined) return alias;
   // One message shape for every number: "must be an integer from 1 to 65535, got '70000'".
   const inRange = (n: number, what: string, lo: number, hi: number, tail = ''): number =>
     Number.isSafeInteger(n) && n >= lo && n <= hi ? n : fail(`${what} from ${lo} to ${hi}${tail}${off}`);
