@@ -38,11 +38,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         process.stderr.write('echoserver: probe needs a URL, e.g. echoserver probe wss://127.0.0.1:8080/\n');
         return 2;
       }
+      const target = url === 'self' ? selfUrl(parsed.settings) : url;
+      if (target === undefined) {
+        process.stderr.write('echoserver: probe self: no listener is configured (ws, tcp and unix are all off)\n');
+        return 2;
+      }
       // The probe (and the ws client it uses) is loaded only for this command, not by serve.
       const { probe } = await import('./probe.js');
-      const result = await probe(url, {
+      const result = await probe(target, {
         timeoutMs: Math.min(parsed.settings.handshakeTimeoutMs, 10_000),
-        verifyTls: !parsed.settings.insecure,
+        verifyTls: !parsed.settings.insecure && url !== 'self',
       });
       process.stdout.write(JSON.stringify(result) + '\n');
       return result.ok ? 0 : 1;
@@ -188,4 +193,20 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
 function flagName(err: ConfigError): string {
   const def = SETTINGS.find((d) => d.name === err.setting);
   return def === undefined ? err.message : err.message.replace(err.setting, def.flag);
+}
+
+/**
+ * `probe self`: the URL of this configuration's own first listener, on loopback when it binds
+ * every address (a container health check reads the same ECHO_* settings as the server).
+ */
+function selfUrl(s: Readonly<Settings>): string | undefined {
+  const wildcard = s.host === '0.0.0.0' || s.host === '::' || s.host === '';
+  const host = wildcard ? '127.0.0.1' : s.host.includes(':') ? `[${s.host}]` : s.host;
+  // With authentication on, the probe holds no credential: it checks readiness over HTTP instead.
+  const httpPort = s.adminPort ?? s.wsPort;
+  if (s.auth !== 'none' && httpPort !== null) return `${s.insecure ? 'http' : 'https'}://${host}:${httpPort}/readyz`;
+  if (s.wsPort !== null) return `${s.insecure ? 'ws' : 'wss'}://${host}:${s.wsPort}${s.wsPaths[0] ?? '/'}`;
+  if (s.tcpPort !== null && s.tcpFraming === 'v1') return `${s.insecure ? 'tcp' : 'tls'}://${host}:${s.tcpPort}`;
+  if (s.unixPath !== null) return `unix:${s.unixPath}`;
+  return undefined;
 }
