@@ -224,6 +224,26 @@ describe('serve --workers 2', () => {
     }
   });
 
+  it('a worker that cannot start (port taken) stops the server with exit 1, not a half-served port', { timeout: 30_000 }, async () => {
+    const taken = net.createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const cli = serveWorkers((taken.address() as net.AddressInfo).port, 'off');
+      try {
+        assert.deepEqual(await cli.exited, { code: 1, signal: null });
+        assert.ok(
+          cli.lines.some((l) => l['event'] === 'worker.failed'),
+          cli.stdout(),
+        );
+      } finally {
+        cli.kill();
+      }
+    } finally {
+      taken.close();
+    }
+  });
+
   it('--workers auto starts one worker per CPU; --worker-id with --workers is refused', { timeout: 30_000 }, async () => {
     const { availableParallelism } = await import('node:os');
     const { loadSettings } = await import('../../src/config/index.js');
