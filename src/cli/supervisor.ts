@@ -40,6 +40,9 @@ interface Slot {
   crashes: number[];
 }
 
+/** A send to a worker that has just exited fails; its 'exit' event handles it. */
+const ignoreSendError = (): void => {};
+
 const isType = (m: unknown, type: string): boolean => typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type;
 
 /** Runs the primary until every worker has exited; resolves with the exit code. */
@@ -73,6 +76,9 @@ export function runPrimary(settings: Readonly<Settings>, logger: Logger): Promis
 
     const fork = (slot: Slot): void => {
       const worker = cluster.fork({ ECHO_WORKER_ID: slot.id });
+      // A message to a worker that is exiting fails with EPIPE on its IPC channel; its 'exit'
+      // is what counts, so the error is only noted.
+      worker.on('error', (err: Error) => logger.debug({ err, worker: slot.id }, 'worker IPC error'));
       slot.worker = worker;
       slot.listening = false;
       slotOf.set(worker.id, slot);
@@ -83,7 +89,7 @@ export function runPrimary(settings: Readonly<Settings>, logger: Logger): Promis
       const listening = slots.filter((s) => s.listening).length;
       readyGauge.set(listening);
       const ready = !stopping && listening === slots.length;
-      for (const s of slots) if (s.worker?.isConnected() === true) s.worker.send({ type: CLUSTER_READY, ready });
+      for (const s of slots) if (s.worker?.isConnected() === true) s.worker.send({ type: CLUSTER_READY, ready }, ignoreSendError);
       if (ready !== allReady) {
         allReady = ready;
         logger.info(
@@ -101,7 +107,7 @@ export function runPrimary(settings: Readonly<Settings>, logger: Logger): Promis
         const w = s.worker;
         if (w === undefined || w.isDead()) continue;
         if (again) w.process.kill(signal);
-        else if (w.isConnected()) w.send({ type: DRAIN, signal }); // else: drained, exiting
+        else if (w.isConnected()) w.send({ type: DRAIN, signal }, ignoreSendError); // else: drained, exiting
       }
     };
 
@@ -112,7 +118,7 @@ export function runPrimary(settings: Readonly<Settings>, logger: Logger): Promis
       slot.listening = true;
       publishReadiness();
       // A worker that starts after a drain began (a replacement) drains at once.
-      if (stopping && worker.isConnected()) worker.send({ type: DRAIN, signal: 'SIGTERM' });
+      if (stopping && worker.isConnected()) worker.send({ type: DRAIN, signal: 'SIGTERM' }, ignoreSendError);
     });
 
     cluster.on('exit', (worker, code, signal) => {
