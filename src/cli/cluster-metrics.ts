@@ -9,6 +9,11 @@
  * refused), and each fails after TIMEOUT_MS if a worker does not answer: a partial sum would
  * look like a counter reset, so a failed scrape (HTTP 500, "metrics unavailable") is the
  * honest answer.
+ *
+ * Each worker labels its series `worker="<id>"` (the same id as in `srv`, hello and `/info`), so
+ * the aggregate keeps one series per worker (`sum by` gives the total); a replaced worker keeps
+ * its id, so its counters reset like any restarted process's. The primary adds its own series
+ * (`extra`, e.g. crashed workers).
  */
 import cluster, { type Worker } from 'node:cluster';
 import { renderAggregate, type Metrics, type MetricsJson } from '../observability/metrics.js';
@@ -49,8 +54,16 @@ function isMessage<T extends { type: string }>(m: unknown, type: T['type']): m i
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type;
 }
 
-/** In the primary: answers the workers' render requests. Returns a function that stops it. */
-export function serveClusterMetrics(timeoutMs = TIMEOUT_MS): () => void {
+/** Adds `labels` to every value of `json` (a worker's series, before they are aggregated). */
+export function withLabels(json: MetricsJson, labels: Readonly<Record<string, string>>): MetricsJson {
+  return json.map((m) => ({ ...m, values: m.values.map((v) => ({ ...v, labels: { ...v.labels, ...labels } })) })) as MetricsJson;
+}
+
+/**
+ * In the primary: answers the workers' render requests. Returns a function that stops it.
+ * `extra` adds the primary's own series to the main exposition.
+ */
+export function serveClusterMetrics(timeoutMs = TIMEOUT_MS, extra?: () => Promise<MetricsJson>): () => void {
   let nextId = 0;
   const pending = new Map<number, { parts: MetricsJson[]; expected: number; done: (error?: string) => void }>();
 
@@ -76,10 +89,12 @@ export function serveClusterMetrics(timeoutMs = TIMEOUT_MS): () => void {
       clearTimeout(timer);
       pending.delete(id);
       if (error !== undefined) return reply({ error });
-      renderAggregate(parts).then(
-        (text) => reply({ text }),
-        (err: unknown) => reply({ error: err instanceof Error ? err.message : String(err) }),
-      );
+      (m.which === 'main' && extra !== undefined ? extra().then((own) => [...parts, own]) : Promise.resolve(parts))
+        .then(renderAggregate)
+        .then(
+          (text) => reply({ text }),
+          (err: unknown) => reply({ error: err instanceof Error ? err.message : String(err) }),
+        );
     };
     pending.set(id, { parts, expected: workers.length, done });
     for (const w of workers) w.send({ type: 'echoserver:metrics-collect', id, which: m.which } satisfies CollectRequest);
@@ -92,15 +107,18 @@ export function serveClusterMetrics(timeoutMs = TIMEOUT_MS): () => void {
   };
 }
 
-/** In a worker: `/metrics` as the whole cluster's (pass as `metricsView` to createEchoServer). */
-export function clusterMetricsView(own: Metrics, timeoutMs = TIMEOUT_MS): MetricsSource {
+/**
+ * In a worker: `/metrics` as the whole cluster's (pass as `metricsView` to createEchoServer).
+ * `labels` (e.g. `{ worker: '2' }`) are added to this worker's series.
+ */
+export function clusterMetricsView(own: Metrics, timeoutMs = TIMEOUT_MS, labels: Readonly<Record<string, string>> = {}): MetricsSource {
   let nextId = 0;
   const waiting = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
 
   function onMessage(m: unknown): void {
     if (isMessage<CollectRequest>(m, 'echoserver:metrics-collect')) {
       own.json(m.which).then(
-        (json) => process.send?.({ type: 'echoserver:metrics-collected', id: m.id, json } satisfies CollectReply),
+        (json) => process.send?.({ type: 'echoserver:metrics-collected', id: m.id, json: withLabels(json, labels) } satisfies CollectReply),
         () => {}, // no answer: the primary's timeout reports it
       );
       return;

@@ -6,12 +6,10 @@ import cluster from 'node:cluster';
 import { ConfigError } from '../errors.js';
 import { helpText, loadSettings, SETTINGS, type Settings } from '../config/index.js';
 import { createEchoServer, VERSION, type EchoServer } from '../server/echo-server.js';
-import { attachLogging, createLogger, type Logger } from '../observability/logger.js';
+import { attachLogging, createLogger } from '../observability/logger.js';
 import { attachTracing, createTracing } from '../observability/tracing.js';
-import { clusterMetricsView, serveClusterMetrics } from './cluster-metrics.js';
-
-/** The primary's drain request to its workers (`--workers`; IPC message type). */
-const DRAIN = 'echoserver:drain';
+import { clusterMetricsView } from './cluster-metrics.js';
+import { DRAIN, runPrimary, workerReadiness } from './supervisor.js';
 
 /** Runs the CLI; resolves with the exit code (undefined: keep running, the server owns the loop). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
@@ -40,11 +38,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         process.stderr.write('echoserver: probe needs a URL, e.g. echoserver probe wss://127.0.0.1:8080/\n');
         return 2;
       }
+      const target = url === 'self' ? selfUrl(parsed.settings) : url;
+      if (target === undefined) {
+        process.stderr.write('echoserver: probe self: no listener is configured (ws, tcp and unix are all off)\n');
+        return 2;
+      }
       // The probe (and the ws client it uses) is loaded only for this command, not by serve.
       const { probe } = await import('./probe.js');
-      const result = await probe(url, {
+      const result = await probe(target, {
         timeoutMs: Math.min(parsed.settings.handshakeTimeoutMs, 10_000),
-        verifyTls: !parsed.settings.insecure,
+        verifyTls: !parsed.settings.insecure && url !== 'self',
       });
       process.stdout.write(JSON.stringify(result) + '\n');
       return result.ok ? 0 : 1;
@@ -56,8 +59,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
 }
 
 async function serve(settings: Readonly<Settings>): Promise<number | undefined> {
-  const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, base: { instance: settings.instance } });
-  if (settings.workers > 1 && cluster.isPrimary) return runPrimary(settings, logger);
+  const base = settings.workerId === null ? { instance: settings.instance } : { instance: settings.instance, worker: settings.workerId };
+  const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, base });
+  if (settings.workers > 1 && cluster.isPrimary) {
+    // The primary numbers its workers itself; one id for all of them would defeat the purpose.
+    if (settings.workerId !== null) {
+      process.stderr.write('echoserver: --worker-id (ECHO_WORKER_ID) is set by the --workers primary for each worker; leave it out\n');
+      return 2;
+    }
+    return runPrimary(settings, logger);
+  }
   const detachLogging = attachLogging(logger);
   // Tracing subscribes only when an OTLP endpoint is configured (OTEL_* variables).
   const tracing = await createTracing({
@@ -67,9 +78,16 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   });
   const detachTracing = attachTracing(tracing);
   let server: EchoServer;
+  // A worker's /metrics answers for the whole cluster (cluster-metrics.ts), its /readyz for
+  // every worker (supervisor.ts).
+  const readiness = cluster.isWorker ? workerReadiness() : undefined;
   try {
-    // A worker's /metrics answers for the whole cluster (cluster-metrics.ts).
-    server = createEchoServer(cluster.isWorker ? { ...settings, metricsView: (own) => clusterMetricsView(own) } : settings);
+    const labels: Record<string, string> = settings.workerId === null ? {} : { worker: settings.workerId };
+    server = createEchoServer(
+      readiness === undefined
+        ? settings
+        : { ...settings, metricsView: (own) => clusterMetricsView(own, undefined, labels), readyGate: readiness.gate },
+    );
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`echoserver: ${err.message}\n`);
@@ -122,10 +140,8 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   }
   try {
     const addresses = await server.listen();
-    logger.info(
-      { event: 'listening', listeners: addresses, version: VERSION, worker: cluster.isWorker ? cluster.worker?.id : undefined },
-      'echoserver listening',
-    );
+    logger.info({ event: 'listening', listeners: addresses, version: VERSION }, 'echoserver listening');
+    readiness?.listening();
     const tlsInfo = server.tls;
     if (tlsInfo?.selfSigned === true) {
       logger.info(
@@ -158,6 +174,9 @@ async function serve(settings: Readonly<Settings>): Promise<number | undefined> 
   } catch (err) {
     detachLogging();
     detachTracing();
+    // A worker that cannot start must exit (its IPC channel would keep it alive), so that the
+    // primary sees it and stops the server rather than serving with a worker short.
+    if (cluster.isWorker) cluster.worker?.disconnect();
     if (err instanceof ConfigError) {
       process.stderr.write(`echoserver: ${flagName(err)}\n`);
       return 2;
@@ -176,33 +195,18 @@ function flagName(err: ConfigError): string {
   return def === undefined ? err.message : err.message.replace(err.setting, def.flag);
 }
 
-/** `--workers N`: N processes share the listeners (cluster); signals are forwarded. */
-function runPrimary(settings: Readonly<Settings>, logger: Logger): Promise<number> {
-  return new Promise((resolve) => {
-    let failed = false;
-    let stopping = false;
-    const stopMetrics = serveClusterMetrics();
-    for (let i = 0; i < settings.workers; i++) cluster.fork();
-    cluster.on('exit', (worker, code, signal) => {
-      if (code !== 0) failed = true;
-      if (!stopping) logger.error({ worker: worker.id, code, signal }, 'worker exited');
-      if (Object.keys(cluster.workers ?? {}).length === 0) {
-        stopMetrics();
-        resolve(failed ? 1 : 0);
-      }
-    });
-    // First signal: every worker drains (asked over IPC, see serve()); a second one is
-    // forwarded as a signal, which a draining worker takes as "exit now".
-    const stop = (signal: NodeJS.Signals): void => {
-      const again = stopping;
-      stopping = true;
-      for (const w of Object.values(cluster.workers ?? {})) {
-        if (w === undefined) continue;
-        if (again) w.process.kill(signal);
-        else if (w.isConnected()) w.send({ type: DRAIN, signal }); // else: drained, exiting
-      }
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+/**
+ * `probe self`: the URL of this configuration's own first listener, on loopback when it binds
+ * every address (a container health check reads the same ECHO_* settings as the server).
+ */
+function selfUrl(s: Readonly<Settings>): string | undefined {
+  const wildcard = s.host === '0.0.0.0' || s.host === '::' || s.host === '';
+  const host = wildcard ? '127.0.0.1' : s.host.includes(':') ? `[${s.host}]` : s.host;
+  // With authentication on, the probe holds no credential: it checks readiness over HTTP instead.
+  const httpPort = s.adminPort ?? s.wsPort;
+  if (s.auth !== 'none' && httpPort !== null) return `${s.insecure ? 'http' : 'https'}://${host}:${httpPort}/readyz`;
+  if (s.wsPort !== null) return `${s.insecure ? 'ws' : 'wss'}://${host}:${s.wsPort}${s.wsPaths[0] ?? '/'}`;
+  if (s.tcpPort !== null && s.tcpFraming === 'v1') return `${s.insecure ? 'tcp' : 'tls'}://${host}:${s.tcpPort}`;
+  if (s.unixPath !== null) return `unix:${s.unixPath}`;
+  return undefined;
 }

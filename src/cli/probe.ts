@@ -7,6 +7,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import WebSocket from 'ws';
 import { V1Client } from '../client/stream-client.js';
 
@@ -43,6 +45,19 @@ async function roundTrip(
   verifyTls: boolean,
   cleanup: (() => void)[],
 ): Promise<{ rttMs: number; instance?: string }> {
+  // http(s)://…/readyz: what `probe self` checks when authentication is on (the probe has no
+  // credential to echo with). Any status but 200 is a failure.
+  if (url.startsWith('http://') || url.startsWith('https://')) {
+    const t0 = performance.now();
+    const req = (url.startsWith('https:') ? https : http).get(url, { rejectUnauthorized: verifyTls, agent: false });
+    cleanup.push(() => req.destroy());
+    const [res] = (await Promise.race([once(req, 'response'), once(req, 'error').then(([e]) => Promise.reject(e as Error))])) as [
+      http.IncomingMessage,
+    ];
+    res.resume();
+    if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}`);
+    return { rttMs: round(performance.now() - t0) };
+  }
   if (url.startsWith('ws://') || url.startsWith('wss://')) {
     const ws = new WebSocket(url, { rejectUnauthorized: verifyTls, handshakeTimeout: 5000 });
     cleanup.push(() => ws.terminate());
@@ -66,7 +81,7 @@ async function roundTrip(
       rejectUnauthorized: verifyTls,
       servername: net.isIP(u.hostname) ? undefined : u.hostname,
     });
-  else throw new Error(`unsupported URL ${url} (ws://, wss://, tcp://, tls://, unix:PATH)`);
+  else throw new Error(`unsupported URL ${url} (ws://, wss://, tcp://, tls://, unix:PATH, http(s):// for a readiness URL)`);
   cleanup.push(() => socket.destroy());
   await Promise.race([
     once(socket, socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect'),

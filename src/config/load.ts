@@ -209,7 +209,7 @@ function placeholder(def: SettingDefinition): string {
     case 'bool':
       return '';
     default:
-      return `<${def.kind}>`;
+      return `<${[def.kind, ...Object.keys(def.words ?? {})].join('|')}>`;
   }
 }
 
@@ -250,6 +250,10 @@ export function helpText(): string {
     '  probe URL Connect to a server (ws://, wss://, tcp://, tls://, unix:PATH), send one message and',
     '            check its echo; prints one JSON line, exits 0 (ok) or 1. With --insecure the TLS',
     '            certificate is not verified (use NODE_EXTRA_CA_CERTS to trust a self-signed one).',
+    "  probe self  The same against this configuration's own listener (WebSocket, else TCP, else",
+    '            Unix socket, on loopback), with the same settings as serve: a container health',
+    '            check. Its own certificate is not verified (it names the service, not 127.0.0.1).',
+    '            With --auth on, it checks /readyz (admin port, else WebSocket port) instead.',
     '  help      Show this help (also -h, --help)',
     '  version   Print the version (also -v, --version)',
     '',

@@ -6,7 +6,7 @@
  * one row. Every value is parsed by its row's `kind`, so all sources accept the same
  * syntax and produce the same error message, which names the setting as the user spelled it.
  */
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
 
 export type SettingKind = 'port' | 'duration' | 'bytes' | 'int' | 'ratio' | 'string' | 'bool' | 'enum' | 'list' | 'path';
@@ -52,6 +52,8 @@ export interface SettingDefinition<N extends string = string, V = unknown> {
   readonly max?: number;
   /** `off`, `none`, `false` or null switch the feature off: the value becomes null. */
   readonly nullable?: boolean;
+  /** Words accepted besides the kind's syntax, with the value each stands for (e.g. `auto`). */
+  readonly words?: Readonly<Record<string, V>>;
   /** Extra rule after parsing: returns what is wrong, or undefined. Method syntax keeps rows of
    *  different `V` assignable to `SettingDefinition` (methods are checked bivariantly). */
   check?(value: V): string | undefined;
@@ -78,6 +80,7 @@ interface RowInput<N extends string, Kd extends SettingKind, C extends readonly 
   readonly unit?: string;
   readonly min?: number;
   readonly max?: number;
+  readonly words?: Readonly<Record<string, RowValue<Kd, C, Nl>>>;
   check?(value: RowValue<Kd, C, Nl>): string | undefined;
 }
 
@@ -277,7 +280,16 @@ const ROWS = [
     min: 1,
     max: 64,
     default: 1,
-    doc: 'Worker processes sharing the listeners; /metrics answers for all of them, SIGTERM drains them all.',
+    words: { auto: Math.min(64, availableParallelism()) },
+    doc: "Worker processes sharing the listeners ('auto' = one per CPU); a crashed worker is replaced; /readyz is ready when every worker is; /metrics answers for all of them; SIGTERM drains them all.",
+  }),
+  row({
+    name: 'workerId',
+    flag: '--worker-id',
+    kind: 'string',
+    nullable: true,
+    default: null,
+    doc: 'Worker id shown in the srv stamp, the hello reply, /info, logs and metrics labels; the --workers primary sets it (1..N) for each worker.',
   }),
   row({
     name: 'metrics',
@@ -569,6 +581,8 @@ export function parseSetting<K extends keyof Settings>(def: SettingDefinition<K,
   const off = def.nullable ? " or 'off'" : '';
   const offWord = typeof raw === 'string' && OFF_WORDS.has(raw.trim().toLowerCase());
   if (def.nullable && (raw === null || raw === false || offWord)) return null as Settings[K];
+  const alias = typeof raw === 'string' ? def.words?.[raw.trim().toLowerCase()] : undefined;
+  if (alias !== undefined) return alias;
   // One message shape for every number: "must be an integer from 1 to 65535, got '70000'".
   const inRange = (n: number, what: string, lo: number, hi: number, tail = ''): number =>
     Number.isSafeInteger(n) && n >= lo && n <= hi ? n : fail(`${what} from ${lo} to ${hi}${tail}${off}`);

@@ -36,7 +36,7 @@ export interface ProtocolAdapter {
 
 /** What a connection needs from the core (a narrow port: no import of the core itself). */
 export interface ConnectionHost {
-  readonly settings: { readonly maxQueueBytes: number; readonly instance: string };
+  readonly settings: { readonly maxQueueBytes: number; readonly instance: string; readonly workerId: string | null };
   readonly clock: Clock;
   /** Coarse clock (the clock's reading at the last sweep), for the hot path. */
   readonly now: number;

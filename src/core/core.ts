@@ -35,6 +35,8 @@ import {
 /** The settings the core reads (a subset of the full settings). */
 export interface CoreSettings {
   readonly instance: string;
+  /** Worker id under `--workers` (null otherwise): in `srv` and the hello reply. */
+  readonly workerId: string | null;
   readonly maxConnections: number;
   readonly maxFrameBytes: number;
   readonly maxHeaderBytes: number;

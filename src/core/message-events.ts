@@ -33,5 +33,6 @@ const epochMs = (t: number): number => Math.round((performance.timeOrigin + t) *
 
 /** The server's part of an echoed header: instance, connection, sequence, receive and send times. */
 export function serverStamp(conn: Connection, seq: number, receivedAt: number): ServerStamp {
-  return { instance: conn.host.settings.instance, conn: conn.id, seq, rx: epochMs(receivedAt), tx: epochMs(performance.now()) };
+  const { instance, workerId } = conn.host.settings;
+  return { instance, worker: workerId ?? undefined, conn: conn.id, seq, rx: epochMs(receivedAt), tx: epochMs(performance.now()) };
 }

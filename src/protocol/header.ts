@@ -28,6 +28,8 @@ export function parseHeader(buf: Buffer, start: number, end: number): MetadataHe
 export interface ServerStamp {
   /** Instance (replica) name. */
   readonly instance: string;
+  /** Worker id under `--workers` (absent otherwise). */
+  readonly worker?: string;
   /** Connection id. */
   readonly conn: string;
   /** Per-connection message sequence number, from 1. */

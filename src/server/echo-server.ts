@@ -35,6 +35,11 @@ export interface EchoServerOptions extends Partial<Settings> {
    * `--workers` passes a view that answers for every worker of the cluster.
    */
   readonly metricsView?: (own: Metrics) => MetricsSource;
+  /**
+   * A further readiness condition: `/readyz` (and `ready`) is true only while this also returns
+   * true. The CLI's `--workers` passes "every worker is listening", which the primary knows.
+   */
+  readonly readyGate?: () => boolean;
 }
 
 export interface ServerAddresses {
@@ -101,11 +106,13 @@ function splitOptions(options: EchoServerOptions): {
   settings: Readonly<Settings>;
   onMessage: MessageHandler | undefined;
   metricsView: EchoServerOptions['metricsView'];
+  readyGate: () => boolean;
 } {
-  const { onMessage, metricsView, ...rest } = options;
+  const { onMessage, metricsView, readyGate, ...rest } = options;
   if (onMessage !== undefined && typeof onMessage !== 'function') throw new ConfigError('onMessage', 'must be a function');
   if (metricsView !== undefined && typeof metricsView !== 'function') throw new ConfigError('metricsView', 'must be a function');
-  return { settings: resolveSettings(rest), onMessage, metricsView };
+  if (readyGate !== undefined && typeof readyGate !== 'function') throw new ConfigError('readyGate', 'must be a function');
+  return { settings: resolveSettings(rest), onMessage, metricsView, readyGate: readyGate ?? (() => true) };
 }
 
 /** Our HTTP listeners (plain or TLS: https.Server is not an http.Server subclass). */
@@ -114,7 +121,7 @@ function isHttp(server: net.Server): server is http.Server | https.Server {
 }
 
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
-  const { settings, onMessage, metricsView } = splitOptions(options);
+  const { settings, onMessage, metricsView, readyGate } = splitOptions(options);
   const core = new EchoCore(settings, onMessage);
   // Metrics read the core's totals at scrape time: nothing per message.
   const own = settings.metrics ? createMetrics({ stats: () => core.snapshot(), core: () => coreGauges(core) }) : undefined;
@@ -137,6 +144,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]).slice(0, 100));
   };
 
+  const isReady = (): boolean => state === 'listening' && readyGate();
+
   /**
    * `/info`. The public view says what a client may know (instance, version, readiness,
    * totals, limits); the detailed view (identities, pid, Node version, listener layout, socket
@@ -149,11 +158,12 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     if (detailed) connections['byIdentity'] = identityCounts();
     return {
       instance: settings.instance,
+      worker: settings.workerId ?? undefined,
       version: VERSION,
       ...(detailed && { node: process.version, pid: process.pid }),
       startedAt: new Date(startedAt).toISOString(),
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-      ready: state === 'listening',
+      ready: isReady(),
       ...(detailed && { listeners: addresses }),
       connections,
       security: {
@@ -225,7 +235,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
         });
       }
       const ctx: ListenerContext = { core, settings, security, tlsServers, servers };
-      const ready = (): boolean => state === 'listening';
+      const ready = isReady;
       const adminPort = settings.adminPort;
       if (settings.wsPort !== null) {
         const sec = security;
@@ -330,7 +340,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     },
     stats: () => core.snapshot(),
     get ready() {
-      return state === 'listening';
+      return isReady();
     },
     settings,
     connect(clientOptions) {

@@ -128,7 +128,16 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
     const conn = this.conn;
     return encodeFrame(
       V1Opcode.HELLO,
-      Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance: this.core.settings.instance, identity: conn.identity })),
+      Buffer.from(
+        JSON.stringify({
+          v: 1,
+          ok: true,
+          conn: conn.id,
+          instance: this.core.settings.instance,
+          worker: this.core.settings.workerId ?? undefined,
+          identity: conn.identity,
+        }),
+      ),
     );
   }
 

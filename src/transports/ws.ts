@@ -136,7 +136,16 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         this.sendBody(
           encodeBody(
             V1Opcode.HELLO,
-            Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance: this.core.settings.instance, identity: conn.identity })),
+            Buffer.from(
+              JSON.stringify({
+                v: 1,
+                ok: true,
+                conn: conn.id,
+                instance: this.core.settings.instance,
+                worker: this.core.settings.workerId ?? undefined,
+                identity: conn.identity,
+              }),
+            ),
           ),
         );
         return;

@@ -83,6 +83,7 @@ describe('defaults', () => {
       maxClients: 100_000,
       replayWindowMs: null,
       replayMaxEntries: 10_000,
+      workerId: null,
     } satisfies Settings);
   });
 
