@@ -250,6 +250,8 @@ export function helpText(): string {
     '  probe URL Connect to a server (ws://, wss://, tcp://, tls://, unix:PATH), send one message and',
     '            check its echo; prints one JSON line, exits 0 (ok) or 1. With --insecure the TLS',
     '            certificate is not verified (use NODE_EXTRA_CA_CERTS to trust a self-signed one).',
+    '  bench URL Load generator: throughput, latency percentiles and errors of a server, every echo',
+    '            verified (ws://, wss://, tcp://, tls://, unix:PATH); see echoserver bench --help.',
     '  help      Show this help (also -h, --help)',
     '  version   Print the version (also -v, --version)',
     '',
