@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createEchoServer, type EchoServer, type ServerAddresses } from '../../src/index.js';
 import { runCli } from '../../test-helpers/cli.js';
-import { startCorruptingServer, type CorruptingServer } from '../../test-helpers/corrupting-server.js';
+import { startMisbehavingServer, type MisbehavingServer } from '../../test-helpers/misbehaving-server.js';
 
 /** The fields of `--json` these tests read. */
 interface Result {
@@ -18,7 +18,7 @@ interface Result {
   messagesPerS: number;
   rate: number | null;
   latencyFrom: string;
-  latencyMs: { p50: number; p99: number; max: number; count: number };
+  latencyMs: { p50: number; p90: number; p99: number; max: number; count: number };
   connectMs: { count: number };
   errors: { total: number; counts: Record<string, number>; samples: Record<string, string> };
   timeline: { t: number; messagesPerS: number }[];
@@ -50,26 +50,40 @@ describe('echoserver bench', () => {
   let plain: EchoServer;
   let secure: EchoServer;
   let lenServer: EchoServer;
-  let corrupting: CorruptingServer;
+  let authed: EchoServer;
+  let corrupting: MisbehavingServer;
+  let stalling: MisbehavingServer;
   let p: ServerAddresses;
   let s: ServerAddresses;
   let l: ServerAddresses;
+  let a: ServerAddresses;
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'echo-bench-'));
     plain = createEchoServer({ host: '127.0.0.1', wsPort: 0, tcpPort: 0, insecure: true, unixPath: join(dir, 'echo.sock') });
     secure = createEchoServer({ host: '127.0.0.1', wsPort: 0, tcpPort: 0 }); // TLS, self-signed
     lenServer = createEchoServer({ host: '127.0.0.1', wsPort: null, tcpPort: 0, insecure: true, tcpFraming: 'len' });
-    [p, s, l, corrupting] = await Promise.all([plain.listen(), secure.listen(), lenServer.listen(), startCorruptingServer(25)]);
+    authed = createEchoServer({ host: '127.0.0.1', wsPort: 0, tcpPort: 0, insecure: true, auth: 'token', authTokens: 'bench:s3cret-bench-token-42' });
+    [p, s, l, a, corrupting, stalling] = await Promise.all([
+      plain.listen(),
+      secure.listen(),
+      lenServer.listen(),
+      authed.listen(),
+      startMisbehavingServer({ corruptEvery: 25 }),
+      startMisbehavingServer({ stallAfter: 60, stallMs: 300 }),
+    ]);
   });
   after(async () => {
+    // Optional chaining: a failed before() must still close what it started.
     await Promise.all([
-      plain.close({ drainMs: 500 }),
-      secure.close({ drainMs: 500 }),
-      lenServer.close({ drainMs: 500 }),
-      corrupting.close(),
+      plain?.close({ drainMs: 500 }),
+      secure?.close({ drainMs: 500 }),
+      lenServer?.close({ drainMs: 500 }),
+      authed?.close({ drainMs: 500 }),
+      corrupting?.close(),
+      stalling?.close(),
     ]);
-    await rm(dir, { recursive: true, force: true });
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
   it('ws:// adds up: sent = echoed, every echo verified, exit 0', async () => {
@@ -117,6 +131,26 @@ describe('echoserver bench', () => {
     assert.equal(r.latencyFrom, 'intended');
     // 0.6 s at 500 msg/s: 300 messages were due in the measured window (a tick may hold the last few).
     assert.ok(r.sent >= 280 && r.sent <= 300, `sent ${r.sent}`);
+  });
+
+  it('--rate corrects for coordinated omission: a 300 ms stall shows in every message due during it', async () => {
+    // 200 msg/s on one connection with one message in flight: about 60 messages fall due while
+    // the server holds one echo for 300 ms. Measured from the actual send only that one would be
+    // slow (p90 well under 1 ms); measured from the intended send the waiting ones are slow too.
+    const r = await bench([`tcp://127.0.0.1:${stalling.port}`, '--framing', 'len', '--rate', '200', '--connections', '1']);
+    addsUp(r, 1);
+    assert.ok(r.latencyMs.max >= 250, `max ${r.latencyMs.max} ms`);
+    assert.ok(r.latencyMs.p90 >= 100, `p90 ${r.latencyMs.p90} ms: the messages that waited behind the stall count`);
+  });
+
+  it('--token authenticates on ws:// (Bearer) and tcp:// (hello); a wrong token is an auth error', async () => {
+    addsUp(await bench([`ws://127.0.0.1:${a.ws?.port}/`, '--token', 's3cret-bench-token-42', '--connections', '2']), 2);
+    addsUp(await bench([`tcp://127.0.0.1:${a.tcp?.port}`, '--token', 's3cret-bench-token-42', '--connections', '2']), 2);
+    for (const url of [`ws://127.0.0.1:${a.ws?.port}/`, `tcp://127.0.0.1:${a.tcp?.port}`]) {
+      const r = await bench([url, '--token', 'wrong', '--connections', '2'], 1);
+      assert.equal(r.connected, 0);
+      assert.equal(r.errors.counts['auth'], 2, `${url}: ${JSON.stringify(r.errors)}`);
+    }
   });
 
   it('--html writes a self-contained report that carries its data', async () => {

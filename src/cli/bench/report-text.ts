@@ -20,7 +20,7 @@ export function formatTable(r: BenchResult): string {
   const vals = [l.p50, l.p90, l.p99, l.p999, l.max].map((v) => `${ms(v)} ms`);
   const w = Math.max(...vals.map((v) => v.length)) + 2;
   lines.push(`  latency      ${cols.map((c) => c.padEnd(w)).join('')}(from the ${r.latencyFrom === 'send' ? 'actual' : 'intended'} send)`);
-  lines.push(`               ${vals.map((v) => v.padEnd(w)).join('')}`);
+  lines.push(`               ${vals.map((v) => v.padEnd(w)).join('')}`.trimEnd());
   const c = r.connectMs;
   lines.push(
     c.count > 0 ? `  connect      p50 ${ms(c.p50)} ms   p99 ${ms(c.p99)} ms   max ${ms(c.max)} ms` : '  connect      no connection opened',
