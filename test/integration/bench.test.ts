@@ -63,7 +63,14 @@ describe('echoserver bench', () => {
     plain = createEchoServer({ host: '127.0.0.1', wsPort: 0, tcpPort: 0, insecure: true, unixPath: join(dir, 'echo.sock') });
     secure = createEchoServer({ host: '127.0.0.1', wsPort: 0, tcpPort: 0 }); // TLS, self-signed
     lenServer = createEchoServer({ host: '127.0.0.1', wsPort: null, tcpPort: 0, insecure: true, tcpFraming: 'len' });
-    authed = createEchoServer({ host: '127.0.0.1', wsPort: 0, tcpPort: 0, insecure: true, auth: 'token', authTokens: 'bench:s3cret-bench-token-42' });
+    authed = createEchoServer({
+      host: '127.0.0.1',
+      wsPort: 0,
+      tcpPort: 0,
+      insecure: true,
+      auth: 'token',
+      authTokens: 'bench:s3cret-bench-token-42',
+    });
     [p, s, l, a, corrupting, stalling] = await Promise.all([
       plain.listen(),
       secure.listen(),
