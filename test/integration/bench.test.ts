@@ -93,11 +93,13 @@ describe('echoserver bench', () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  it('ws:// adds up: sent = echoed, every echo verified, exit 0', async () => {
+  it('ws:// adds up with either WebSocket client: sent = echoed, every echo verified, exit 0', async () => {
     const r = await bench([`ws://127.0.0.1:${p.ws?.port}/`, '--connections', '4', '--window', '4']);
     addsUp(r, 4);
     assert.equal(r.rate, null);
     assert.equal(r.latencyFrom, 'send');
+    // The same over the `ws` package client instead of our own frame codec (the default).
+    addsUp(await bench([`ws://127.0.0.1:${p.ws?.port}/`, '--connections', '2', '--window', '4', '--ws-client', 'ws']), 2);
   });
 
   it('tcp:// (v1) over two threads and unix: add up', async () => {
@@ -189,6 +191,7 @@ describe('echoserver bench', () => {
       [[url, '--insecure'], /TLS options need a wss:\/\/ or tls:\/\/ URL/],
       [['tls://127.0.0.1:1', '--ca', join(dir, 'missing.pem')], /--ca: cannot read .*ENOENT/],
       [[url, '--nope'], /Unknown option '--nope'/],
+      [[url, '--ws-client', 'ws'], /--ws-client needs a ws:\/\/ or wss:\/\/ URL/],
     ];
     for (const [args, re] of cases) {
       const r = await runCli(['bench', ...args]);

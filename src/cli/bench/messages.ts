@@ -36,6 +36,7 @@ export interface WorkerConfig {
   readonly target: Target;
   readonly tls: BenchTlsOptions;
   readonly token: string | undefined;
+  readonly wsClient: 'own' | 'ws';
   /** This thread's share of the connections. */
   readonly connections: number;
   /** Index of this thread's first connection (for messages naming a connection). */

@@ -59,6 +59,7 @@ export async function runBench(options: BenchOptions, hooks: RunHooks = {}): Pro
       target,
       tls: options.tls,
       token: options.token,
+      wsClient: options.wsClient,
       connections,
       firstConnection: first,
       size: options.size,

@@ -13,6 +13,7 @@ import { LoadConnection, type LoadShared } from './load-connection.js';
 import { countError, emptyErrors, ErrorKind, type ReadyMessage, type TickMessage, type ToWorker, type WorkerConfig } from './messages.js';
 import { StreamLink } from './stream-link.js';
 import { WsLink } from './ws-link.js';
+import { WsOwnLink } from './ws-own-link.js';
 
 /** Connections opened at once (a burst of thousands of SYNs would measure the accept queue). */
 const CONNECT_CONCURRENCY = 64;
@@ -47,7 +48,9 @@ async function openOne(conn: LoadConnection, connectHistogram: ReturnType<typeof
   try {
     const socket = await openSocket(config.target, config.tls, config.connectTimeoutMs);
     let link: Link;
-    if (config.target.framing === 'ws') {
+    if (config.target.framing === 'ws' && config.wsClient === 'own') {
+      link = await WsOwnLink.open(config.target, socket, config.size, config.token, config.connectTimeoutMs, conn);
+    } else if (config.target.framing === 'ws') {
       link = await WsLink.open(config.target, socket, config.size, config.token, config.connectTimeoutMs, conn);
     } else {
       const s = new StreamLink(socket, config.target.framing, config.size, conn);
