@@ -13,6 +13,11 @@ import { DRAIN, runPrimary, workerReadiness } from './supervisor.js';
 
 /** Runs the CLI; resolves with the exit code (undefined: keep running, the server owns the loop). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined> {
+  // `bench` has its own flags (load, TLS client options), not the server's settings.
+  if (argv[0] === 'bench') {
+    const { benchCommand } = await import('./bench/command.js');
+    return benchCommand(argv.slice(1));
+  }
   let parsed;
   try {
     parsed = loadSettings(argv, env);

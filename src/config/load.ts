@@ -254,6 +254,8 @@ export function helpText(): string {
     '            Unix socket, on loopback), with the same settings as serve: a container health',
     '            check. Its own certificate is not verified (it names the service, not 127.0.0.1).',
     '            With --auth on, it checks /readyz (admin port, else WebSocket port) instead.',
+    '  bench URL Load generator: throughput, latency percentiles and errors of a server, every echo',
+    '            verified (ws://, wss://, tcp://, tls://, unix:PATH); see echoserver bench --help.',
     '  help      Show this help (also -h, --help)',
     '  version   Print the version (also -v, --version)',
     '',
