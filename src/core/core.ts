@@ -390,6 +390,12 @@ export class EchoCore implements ConnectionHost {
     return true;
   }
 
+  /** The server's `hello` payload (framing v1 and `echo.v1`): verdict, connection, instance, worker, identity. */
+  helloReply(conn: Connection): Buffer {
+    const { instance, workerId } = this.settings;
+    return Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance, worker: workerId ?? undefined, identity: conn.identity }));
+  }
+
   /** The echoed header of the current message: the client's fields plus the `srv` stamp. */
   stamp(conn: Connection, header: MetadataHeader): Buffer {
     const out = conn.out;

@@ -126,19 +126,7 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
 
   private helloReply(): Buffer {
     const conn = this.conn;
-    return encodeFrame(
-      V1Opcode.HELLO,
-      Buffer.from(
-        JSON.stringify({
-          v: 1,
-          ok: true,
-          conn: conn.id,
-          instance: this.core.settings.instance,
-          worker: this.core.settings.workerId ?? undefined,
-          identity: conn.identity,
-        }),
-      ),
-    );
+    return encodeFrame(V1Opcode.HELLO, this.core.helloReply(conn));
   }
 
   /** Keeps a copy of a frame that arrived while the hello is being checked (bounded). */

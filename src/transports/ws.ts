@@ -133,21 +133,7 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         return;
       case V1Opcode.HELLO:
         if (!conn.open) return;
-        this.sendBody(
-          encodeBody(
-            V1Opcode.HELLO,
-            Buffer.from(
-              JSON.stringify({
-                v: 1,
-                ok: true,
-                conn: conn.id,
-                instance: this.core.settings.instance,
-                worker: this.core.settings.workerId ?? undefined,
-                identity: conn.identity,
-              }),
-            ),
-          ),
-        );
+        this.sendBody(encodeBody(V1Opcode.HELLO, this.core.helloReply(conn)));
         return;
       default:
         return; // pong, and close (the WebSocket close frame closes a WebSocket)
