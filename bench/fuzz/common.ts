@@ -134,12 +134,17 @@ export class GoodClient {
   private readonly closedP = new Promise<void>((r) => (this.closedResolve = r));
   private waiters: (() => void)[] = [];
   private seq = 0;
+  /** The close code the server sent (WebSocket close, v1 close frame), if any. */
+  closeCode: number | undefined;
+  closed = false;
 
   private constructor(
     readonly transport: Transport,
     private readonly sendRaw: (b: Buffer) => void,
     private readonly closeRaw: () => void,
     private readonly rng: Rng,
+    /** Stops (true) or resumes (false) reading from the socket: a slow reader. */
+    readonly setPaused: (paused: boolean) => void,
   ) {
     this.stats = { transport, sent: 0, echoed: 0, bytes: 0, failures: [] };
   }
@@ -154,10 +159,14 @@ export class GoodClient {
         (b) => ws.send(b, { binary: true }),
         () => ws.close(1000),
         rng,
+        (p) => (p ? ws.pause() : ws.resume()),
       );
       ws.on('message', (d: Buffer) => c.onMessage(transport === 'ws-echo.v1' ? d.subarray(1) : d));
       ws.on('error', (e) => c.fail(`error ${e.message}`));
-      ws.on('close', (code) => c.onClose(`close ${code}`));
+      ws.on('close', (code) => {
+        c.closeCode = code;
+        c.onClose(`close ${code}`);
+      });
       return c;
     }
     let socket: Duplex;
@@ -176,6 +185,7 @@ export class GoodClient {
       (b) => socket.write(b),
       () => socket.end(),
       rng,
+      (p) => (p ? socket.pause() : socket.resume()),
     );
     socket.on('data', (d: Buffer) => c.onBytes(d));
     socket.on('error', (e) => c.fail(`error ${e.message}`));
@@ -187,7 +197,18 @@ export class GoodClient {
     if (this.stats.failures.length < 10) this.stats.failures.push(`${this.transport}: ${what}`);
   }
 
+  /** The server is expected to close this client (shutdown): not a failure. */
+  expectClose(): void {
+    this.stopping = true;
+  }
+
+  /** Resolves when the connection has closed. */
+  get whenClosed(): Promise<void> {
+    return this.closedP;
+  }
+
   private onClose(what: string): void {
+    this.closed = true;
     if (!this.stopping) this.fail(`closed by the server (${what}) with ${this.pending.length} echoes missing`);
     this.closedResolve?.();
     this.wake();
@@ -227,6 +248,7 @@ export class GoodClient {
       this.rxBuf = this.rxBuf.subarray(4 + len);
       if (this.transport === 'tls-len') this.onMessage(body);
       else if (body[0] === 0x02) this.onMessage(body.subarray(1));
+      else if (body[0] === 0x08) this.closeCode = body.length >= 3 ? body.readUInt16BE(1) : 1005;
       else if (body[0] === 0x09) this.sendRaw(frame(Buffer.concat([Buffer.from([0x0a]), body.subarray(1)])));
       else this.fail(`unexpected v1 kind ${body[0]}`);
     }
@@ -290,6 +312,7 @@ export class GoodClient {
 
   async close(): Promise<void> {
     this.stopping = true;
+    if (this.closed) return;
     this.closeRaw();
     await Promise.race([this.closedP, new Promise((r) => setTimeout(r, 3000).unref())]);
   }
