@@ -233,6 +233,9 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
   const peer = peerOf(socket as Duplex & { remoteAddress?: string });
   if (!opts.paths.includes(path)) {
     if (!opts.exclusive) return false;
+    // http has removed its own listeners from an upgraded socket: without this, a peer that
+    // resets before the 404 is written crashes the process (unhandled 'error', ECONNRESET).
+    socket.on('error', noop);
     refuse(socket, 404, `no WebSocket endpoint at ${path}`);
     return true;
   }
