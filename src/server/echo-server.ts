@@ -26,6 +26,7 @@ import { onListenerError, type ListenerContext } from './listeners/context.js';
 import { startAdminListener, startWsListener } from './listeners/http.js';
 import { startStreamListener } from './listeners/stream.js';
 import { startUnixListener } from './listeners/unix.js';
+import { createDebugContext } from './debug.js';
 
 export interface EchoServerOptions extends Partial<Settings> {
   /** Message hook (default: echo). See `MessageHandler`. */
@@ -136,6 +137,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   let security: SecurityContext | undefined;
   let tlsWatcher: TlsWatcher | undefined;
   const tlsServers: tls.Server[] = [];
+  const debug = createDebugContext(settings, () => security);
 
   /** Open connections per authenticated identity (at most 100 identities listed, largest first). */
   const identityCounts = (): Record<string, number> => {
@@ -249,6 +251,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
             infoDetail: authorized,
             metrics: adminPort === null ? metrics : undefined,
             wsPaths: settings.wsPaths,
+            debug,
           },
           { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined },
         );
