@@ -267,3 +267,130 @@ export class FaultPlan {
     return c !== undefined && c.after > 0 && this.echoes >= c.after ? c.code : undefined;
   }
 }
+
+/** The timers a {@link DelayQueue} uses (tests pass fake ones). */
+export interface DelayTimers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const realTimers: DelayTimers = {
+  set: (fn, ms) => setTimeout(fn, ms).unref(),
+  clear: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/** What a delay queue drives: the connection's reading and the send of each echo. */
+export interface DelaySink {
+  /** Stop reading this peer (the delayed bytes are over the send-queue limit). */
+  pauseReading(): void;
+  /** Reading may resume as far as the delay queue is concerned. */
+  resumeReading(): void;
+}
+
+interface DelayedEcho {
+  readonly dueAt: number;
+  readonly bytes: number;
+  readonly send: () => void;
+}
+
+/**
+ * The delayed echoes of one connection, in order, with one timer for the head. Delayed bytes
+ * count against the send queue: above `highWater` (with what the socket already holds) reading
+ * pauses, and resumes when they have been sent. `flush()` sends everything now (drain);
+ * `clear()` forgets everything (the connection is gone).
+ */
+export class DelayQueue {
+  private readonly items: DelayedEcho[] = [];
+  private head = 0;
+  private timer: unknown = undefined;
+  private pendingBytes = 0;
+  private paused = false;
+  readonly line: DelayLine;
+
+  constructor(
+    private readonly sink: DelaySink,
+    private readonly highWater: number,
+    private readonly clock: () => number = Date.now,
+    private readonly timers: DelayTimers = realTimers,
+  ) {
+    this.line = new DelayLine(clock);
+  }
+
+  /** Bytes waiting for their time. */
+  get bytes(): number {
+    return this.pendingBytes;
+  }
+
+  /** Echoes waiting. */
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  /**
+   * Queues an echo of `bytes` bytes to be sent by `send` after `delayMs` (later if the echo
+   * ahead of it is due later). Returns the delay it gets. `socketQueued` is what the socket
+   * already holds, so the limit covers both.
+   */
+  push(delayMs: number, bytes: number, send: () => void, socketQueued = 0): number {
+    const { dueAt, appliedMs } = this.line.schedule(delayMs);
+    this.items.push({ dueAt, bytes, send });
+    this.pendingBytes += bytes;
+    if (!this.paused && this.pendingBytes + socketQueued > this.highWater) {
+      this.paused = true;
+      this.sink.pauseReading();
+    }
+    if (this.timer === undefined) this.arm();
+    return appliedMs;
+  }
+
+  private arm(): void {
+    const next = this.items[this.head];
+    if (next === undefined) return;
+    this.timer = this.timers.set(() => this.onTimer(), Math.max(0, next.dueAt - this.clock()));
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    const now = this.clock();
+    this.sendWhile((e) => e.dueAt <= now);
+    this.arm();
+  }
+
+  private sendWhile(due: (e: DelayedEcho) => boolean): void {
+    while (this.head < this.items.length) {
+      const e = this.items[this.head] as DelayedEcho;
+      if (!due(e)) break;
+      this.head++;
+      this.pendingBytes -= e.bytes;
+      e.send();
+    }
+    if (this.head === this.items.length) {
+      this.items.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.paused && this.pendingBytes <= this.highWater) {
+      this.paused = false;
+      this.sink.resumeReading();
+    }
+  }
+
+  /** Sends every waiting echo now, in order (drain: nothing already received is lost). */
+  flush(): void {
+    if (this.timer !== undefined) this.timers.clear(this.timer);
+    this.timer = undefined;
+    this.sendWhile(() => true);
+  }
+
+  /** Forgets every waiting echo (the connection is gone). */
+  clear(): void {
+    if (this.timer !== undefined) this.timers.clear(this.timer);
+    this.timer = undefined;
+    this.items.length = 0;
+    this.head = 0;
+    this.pendingBytes = 0;
+    this.paused = false;
+  }
+}

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DelayLine,
+  DelayQueue,
+  type DelayTimers,
   FaultPlan,
   injectionHttpError,
   injectionProtocolError,
@@ -160,4 +162,99 @@ test('FaultPlan: close after N echoes, per-message close, drop by probability', 
   assert.equal(new FaultPlan({}, random).afterEcho({ close: 4100 }), 4100);
   assert.equal(new FaultPlan({ close: { code: 1001, after: 0 } }, random).closeAtOpen(), 1001);
   assert.equal(new FaultPlan({}, () => 0).drop(undefined), false, 'no drop asked: never dropped');
+});
+
+/** Fake timers: `advance(ms)` fires what is due, in order. */
+function fakeTimers(): { timers: DelayTimers; clock: () => number; advance(ms: number): void; pending(): number } {
+  let now = 0;
+  let seq = 0;
+  const due = new Map<number, { at: number; fn: () => void }>();
+  return {
+    clock: () => now,
+    timers: {
+      set(fn, ms) {
+        const id = ++seq;
+        due.set(id, { at: now + ms, fn });
+        return id;
+      },
+      clear(h) {
+        due.delete(h as number);
+      },
+    },
+    advance(ms) {
+      const end = now + ms;
+      for (;;) {
+        const next = [...due.entries()].sort((a, b) => a[1].at - b[1].at)[0];
+        if (next === undefined || next[1].at > end) break;
+        due.delete(next[0]);
+        now = next[1].at;
+        next[1].fn();
+      }
+      now = end;
+    },
+    pending: () => due.size,
+  };
+}
+
+test('DelayQueue: sends in order at their due times, one timer at a time', () => {
+  const f = fakeTimers();
+  const sent: string[] = [];
+  const q = new DelayQueue({ pauseReading() {}, resumeReading() {} }, 1 << 20, f.clock, f.timers);
+  assert.equal(
+    q.push(100, 10, () => sent.push('a')),
+    100,
+  );
+  assert.equal(
+    q.push(20, 10, () => sent.push('b')),
+    100,
+    'b waits for a',
+  );
+  f.advance(50);
+  assert.equal(
+    q.push(100, 10, () => sent.push('c')),
+    100,
+  );
+  assert.equal(f.pending(), 1);
+  f.advance(49);
+  assert.deepEqual(sent, []);
+  f.advance(1);
+  assert.deepEqual(sent, ['a', 'b']);
+  assert.equal(q.bytes, 10);
+  f.advance(50);
+  assert.deepEqual(sent, ['a', 'b', 'c']);
+  assert.equal(q.size, 0);
+  assert.equal(f.pending(), 0);
+});
+
+test('DelayQueue: delayed bytes count against the send queue (pause above high water, resume when sent)', () => {
+  const f = fakeTimers();
+  const calls: string[] = [];
+  const q = new DelayQueue({ pauseReading: () => calls.push('pause'), resumeReading: () => calls.push('resume') }, 1000, f.clock, f.timers);
+  q.push(100, 400, () => undefined);
+  q.push(100, 400, () => undefined);
+  assert.deepEqual(calls, []);
+  q.push(200, 400, () => undefined); // 1200 > 1000
+  assert.deepEqual(calls, ['pause']);
+  q.push(200, 400, () => undefined);
+  assert.deepEqual(calls, ['pause'], 'paused once');
+  f.advance(100); // 800 left
+  assert.deepEqual(calls, ['pause', 'resume']);
+  // What the socket already holds counts too.
+  q.push(300, 100, () => undefined, 500);
+  assert.deepEqual(calls, ['pause', 'resume', 'pause']);
+});
+
+test('DelayQueue: flush sends everything now, in order; clear forgets', () => {
+  const f = fakeTimers();
+  const sent: number[] = [];
+  const q = new DelayQueue({ pauseReading() {}, resumeReading() {} }, 1 << 20, f.clock, f.timers);
+  for (let i = 0; i < 5; i++) q.push(1000 - i * 100, 1, () => sent.push(i));
+  q.flush();
+  assert.deepEqual(sent, [0, 1, 2, 3, 4]);
+  assert.equal(f.pending(), 0);
+  q.push(10, 1, () => sent.push(99));
+  q.clear();
+  f.advance(100);
+  assert.deepEqual(sent, [0, 1, 2, 3, 4]);
+  assert.equal(q.bytes, 0);
 });
