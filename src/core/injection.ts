@@ -8,7 +8,27 @@
  * Latency is always allowed (capped); faults only with `--fault-injection`, so a production
  * server cannot be made to misbehave by whoever can reach it (docs/SECURITY.md).
  */
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { CloseCode, ErrorCode, HttpError, ProtocolError } from '../errors.js';
+import type { ConnectionInfo } from './types.js';
+
+/** Name of the diagnostics channel every injected fault is published on (logs subscribe). */
+export const FAULT_CHANNEL = 'echoserver:fault';
+export const faultChannel = diagnosticsChannel.channel(FAULT_CHANNEL);
+
+/** Kinds counted in `echo_injected_total{kind}`: the delay and each fault. */
+export type InjectedKind = 'delay' | 'drop' | 'close' | 'stall';
+
+/** One injected fault (published on {@link FAULT_CHANNEL}). Delays are counted, not published. */
+export interface FaultEvent {
+  readonly connection: ConnectionInfo;
+  readonly fault: 'drop' | 'close' | 'stall';
+  /** The close code (close) or the stall in ms (stall). */
+  readonly code?: number;
+  readonly ms?: number;
+  /** Where it was asked for: the URL or a message header. */
+  readonly source: 'url' | 'header';
+}
 
 export interface InjectionLimits {
   /** Longest delay or stall a client may ask for, ms. */
