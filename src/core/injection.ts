@@ -10,6 +10,8 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { CloseCode, ErrorCode, HttpError, ProtocolError } from '../errors.js';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Clock } from './clock.js';
 import type { ConnectionInfo } from './types.js';
 
 /** Name of the diagnostics channel every injected fault is published on (logs subscribe). */
@@ -288,18 +290,7 @@ export class FaultPlan {
   }
 }
 
-/** The timers a {@link DelayQueue} uses (tests pass fake ones). */
-export interface DelayTimers {
-  set(fn: () => void, ms: number): unknown;
-  clear(handle: unknown): void;
-}
-
-const realTimers: DelayTimers = {
-  set: (fn, ms) => setTimeout(fn, ms).unref(),
-  clear: (h) => clearTimeout(h as NodeJS.Timeout),
-};
-
-/** What a delay queue drives: the connection's reading and the send of each echo. */
+/** What a delay queue drives: the connection's reading. */
 export interface DelaySink {
   /** Stop reading this peer (the delayed bytes are over the send-queue limit). */
   pauseReading(): void;
@@ -307,22 +298,22 @@ export interface DelaySink {
   resumeReading(): void;
 }
 
-interface DelayedEcho {
+interface DelayedItem {
   readonly dueAt: number;
   readonly bytes: number;
   readonly send: () => void;
 }
 
 /**
- * The delayed echoes of one connection, in order, with one timer for the head. Delayed bytes
+ * The delayed output of one connection, in order, with one timer for the head. Delayed bytes
  * count against the send queue: above `highWater` (with what the socket already holds) reading
- * pauses, and resumes when they have been sent. `flush()` sends everything now (drain);
+ * pauses, and resumes when they have been sent. `flush()` sends everything now (drain, close);
  * `clear()` forgets everything (the connection is gone).
  */
 export class DelayQueue {
-  private readonly items: DelayedEcho[] = [];
+  private readonly items: DelayedItem[] = [];
   private head = 0;
-  private timer: unknown = undefined;
+  private cancel: (() => void) | undefined = undefined;
   private pendingBytes = 0;
   private paused = false;
   readonly line: DelayLine;
@@ -330,10 +321,9 @@ export class DelayQueue {
   constructor(
     private readonly sink: DelaySink,
     private readonly highWater: number,
-    private readonly clock: () => number = Date.now,
-    private readonly timers: DelayTimers = realTimers,
+    private readonly clock: Clock,
   ) {
-    this.line = new DelayLine(clock);
+    this.line = new DelayLine(() => clock.now());
   }
 
   /** Bytes waiting for their time. */
@@ -341,45 +331,54 @@ export class DelayQueue {
     return this.pendingBytes;
   }
 
-  /** Echoes waiting. */
+  /** Items waiting. */
   get size(): number {
     return this.items.length - this.head;
   }
 
-  /**
-   * Queues an echo of `bytes` bytes to be sent by `send` after `delayMs` (later if the echo
-   * ahead of it is due later). Returns the delay it gets. `socketQueued` is what the socket
-   * already holds, so the limit covers both.
-   */
+  /** Schedules an item received now with `delayMs` and queues it; returns the delay it gets. */
   push(delayMs: number, bytes: number, send: () => void, socketQueued = 0): number {
     const { dueAt, appliedMs } = this.line.schedule(delayMs);
+    this.pushAt(dueAt, bytes, send, socketQueued);
+    return appliedMs;
+  }
+
+  /**
+   * Queues an item due at `dueAt` (from `line.schedule`, so never before the one ahead of it).
+   * `socketQueued` is what the socket already holds, so the limit covers both.
+   */
+  pushAt(dueAt: number, bytes: number, send: () => void, socketQueued = 0): void {
     this.items.push({ dueAt, bytes, send });
     this.pendingBytes += bytes;
     if (!this.paused && this.pendingBytes + socketQueued > this.highWater) {
       this.paused = true;
       this.sink.pauseReading();
     }
-    if (this.timer === undefined) this.arm();
-    return appliedMs;
+    if (this.cancel === undefined) this.arm();
+  }
+
+  /** Queues an item behind everything waiting (due with the last one, or now). */
+  pushBehind(bytes: number, send: () => void, socketQueued = 0): void {
+    this.pushAt(this.line.schedule(0).dueAt, bytes, send, socketQueued);
   }
 
   private arm(): void {
     const next = this.items[this.head];
     if (next === undefined) return;
-    this.timer = this.timers.set(() => this.onTimer(), Math.max(0, next.dueAt - this.clock()));
+    this.cancel = this.clock.schedule(() => this.onTimer(), Math.max(0, next.dueAt - this.clock.now()));
   }
 
   private onTimer(): void {
-    this.timer = undefined;
-    const now = this.clock();
-    this.sendWhile((e) => e.dueAt <= now);
-    this.arm();
+    this.cancel = undefined;
+    const now = this.clock.now();
+    this.sendWhile(now);
+    if (this.cancel === undefined) this.arm();
   }
 
-  private sendWhile(due: (e: DelayedEcho) => boolean): void {
+  private sendWhile(until: number): void {
     while (this.head < this.items.length) {
-      const e = this.items[this.head] as DelayedEcho;
-      if (!due(e)) break;
+      const e = this.items[this.head] as DelayedItem;
+      if (e.dueAt > until) break;
       this.head++;
       this.pendingBytes -= e.bytes;
       e.send();
@@ -397,20 +396,64 @@ export class DelayQueue {
     }
   }
 
-  /** Sends every waiting echo now, in order (drain: nothing already received is lost). */
+  /** Sends every waiting item now, in order (drain and close: nothing already received is lost). */
   flush(): void {
-    if (this.timer !== undefined) this.timers.clear(this.timer);
-    this.timer = undefined;
-    this.sendWhile(() => true);
+    this.cancel?.();
+    this.cancel = undefined;
+    this.sendWhile(Infinity);
   }
 
-  /** Forgets every waiting echo (the connection is gone). */
+  /** Forgets every waiting item (the connection is gone). */
   clear(): void {
-    if (this.timer !== undefined) this.timers.clear(this.timer);
-    this.timer = undefined;
+    this.cancel?.();
+    this.cancel = undefined;
     this.items.length = 0;
     this.head = 0;
     this.pendingBytes = 0;
     this.paused = false;
   }
+}
+
+/** The upgrade request of a WebSocket connection, kept for the `hello` reply's whoami (echo.v1). */
+export interface UpgradeRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly httpVersion?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/**
+ * A connection's debugging state: absent (one undefined field) on every connection that asked
+ * for nothing, so the echo path pays one check.
+ */
+export interface ConnectionDebug {
+  /** What the WebSocket URL asked for. */
+  readonly injection: ConnectionInjection;
+  plan: FaultPlan | undefined;
+  /** Delayed output, in order (created at the first delayed echo). */
+  queue: DelayQueue | undefined;
+  /**
+   * A close asked for (`close`), to be queued right behind the echo of the message that asked
+   * (the batch writer does it when it queues that echo); once queued, `closing` is set and later
+   * messages are discarded.
+   */
+  pendingClose: (() => void) | undefined;
+  closing: boolean;
+}
+
+/** What a `hello` reply's whoami needs beyond the socket (kept in a WeakMap, not on the connection). */
+export interface WhoamiContext {
+  /** The upgrade request (echo.v1 WebSocket connections). */
+  readonly request?: UpgradeRequest | undefined;
+  /** The verified JWT claims of the connection's credential. */
+  readonly claims?: Readonly<Record<string, unknown>> | undefined;
+}
+
+export function newConnectionDebug(injection: ConnectionInjection = {}): ConnectionDebug {
+  return { injection, plan: undefined, queue: undefined, pendingClose: undefined, closing: false };
+}
+
+/** Whether a metadata header asks for anything (three property reads). */
+export function hasInjectionFields(header: Readonly<Record<string, unknown>>): boolean {
+  return header['delay'] !== undefined || header['close'] !== undefined || header['drop'] !== undefined;
 }

@@ -9,11 +9,14 @@ import { authHttpError, extractBearer } from '../security/auth.js';
 import { compileCidrList, type CidrList } from '../security/cidr.js';
 import { peerIdentity } from '../security/tls.js';
 import type { SecurityContext } from './security.js';
+import type { WhoamiContext } from '../core/injection.js';
+import type { ConnectionInfo } from '../core/types.js';
 import {
   buildRequestEcho,
   buildWhoami,
   placement,
   type AuthView,
+  type PeerSocket,
   type PlacementView,
   type RequestEchoView,
   type WhoamiView,
@@ -33,6 +36,8 @@ export interface DebugRoutes {
 export interface DebugContext extends DebugRoutes {
   readonly placement: PlacementView;
   readonly trustedProxies: CidrList;
+  /** The whoami view of an open connection (the `hello` reply's `whoami`). */
+  describeConnection(conn: ConnectionInfo & { readonly socket: unknown }, context: WhoamiContext | undefined): WhoamiView;
 }
 
 export function createDebugContext(
@@ -58,6 +63,16 @@ export function createDebugContext(
     },
     whoami(req, auth) {
       return buildWhoami({ placement: where, socket: req.socket, request: req, trustedProxies, tokenParam, auth });
+    },
+    describeConnection(conn, context) {
+      return buildWhoami({
+        placement: where,
+        socket: conn.socket as PeerSocket,
+        request: context?.request,
+        trustedProxies,
+        tokenParam,
+        auth: { mode: settings.auth, identity: conn.identity ?? null, claims: context?.claims ?? null },
+      });
     },
     requestEcho(req, body) {
       return buildRequestEcho(req, body, tokenParam, settings.instance);

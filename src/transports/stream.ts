@@ -136,6 +136,7 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
           instance: this.core.settings.instance,
           worker: this.core.settings.workerId ?? undefined,
           identity: conn.identity,
+          whoami: this.core.describe?.(conn),
         }),
       ),
     );
@@ -189,6 +190,8 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
         }
         if (!result.anonymous) {
           conn.identity = result.identity;
+          if ('claims' in result && result.claims !== undefined && core.describe !== undefined)
+            core.whoamiContext.set(conn, { claims: result.claims });
           // Per-client limits follow the identity from now on, as for a WebSocket.
           if (!core.moveLease(conn, result.identity)) {
             core.reject(conn.transport, 'limit', conn.peer, 'per-client connection limit');

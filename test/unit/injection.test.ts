@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import {
   DelayLine,
   DelayQueue,
-  type DelayTimers,
   FaultPlan,
   injectionHttpError,
   injectionProtocolError,
@@ -14,6 +13,7 @@ import {
   sendableCloseCode,
   type Parsed,
 } from '../../src/core/injection.js';
+import { ManualClock } from '../../src/core/clock.js';
 
 const ON = { maxDelayMs: 30_000, faultInjection: true };
 const OFF = { maxDelayMs: 30_000, faultInjection: false };
@@ -164,42 +164,10 @@ test('FaultPlan: close after N echoes, per-message close, drop by probability', 
   assert.equal(new FaultPlan({}, () => 0).drop(undefined), false, 'no drop asked: never dropped');
 });
 
-/** Fake timers: `advance(ms)` fires what is due, in order. */
-function fakeTimers(): { timers: DelayTimers; clock: () => number; advance(ms: number): void; pending(): number } {
-  let now = 0;
-  let seq = 0;
-  const due = new Map<number, { at: number; fn: () => void }>();
-  return {
-    clock: () => now,
-    timers: {
-      set(fn, ms) {
-        const id = ++seq;
-        due.set(id, { at: now + ms, fn });
-        return id;
-      },
-      clear(h) {
-        due.delete(h as number);
-      },
-    },
-    advance(ms) {
-      const end = now + ms;
-      for (;;) {
-        const next = [...due.entries()].sort((a, b) => a[1].at - b[1].at)[0];
-        if (next === undefined || next[1].at > end) break;
-        due.delete(next[0]);
-        now = next[1].at;
-        next[1].fn();
-      }
-      now = end;
-    },
-    pending: () => due.size,
-  };
-}
-
 test('DelayQueue: sends in order at their due times, one timer at a time', () => {
-  const f = fakeTimers();
+  const f = new ManualClock(0);
   const sent: string[] = [];
-  const q = new DelayQueue({ pauseReading() {}, resumeReading() {} }, 1 << 20, f.clock, f.timers);
+  const q = new DelayQueue({ pauseReading() {}, resumeReading() {} }, 1 << 20, f);
   assert.equal(
     q.push(100, 10, () => sent.push('a')),
     100,
@@ -214,7 +182,7 @@ test('DelayQueue: sends in order at their due times, one timer at a time', () =>
     q.push(100, 10, () => sent.push('c')),
     100,
   );
-  assert.equal(f.pending(), 1);
+  assert.equal(f.pending, 1);
   f.advance(49);
   assert.deepEqual(sent, []);
   f.advance(1);
@@ -223,13 +191,13 @@ test('DelayQueue: sends in order at their due times, one timer at a time', () =>
   f.advance(50);
   assert.deepEqual(sent, ['a', 'b', 'c']);
   assert.equal(q.size, 0);
-  assert.equal(f.pending(), 0);
+  assert.equal(f.pending, 0);
 });
 
 test('DelayQueue: delayed bytes count against the send queue (pause above high water, resume when sent)', () => {
-  const f = fakeTimers();
+  const f = new ManualClock(0);
   const calls: string[] = [];
-  const q = new DelayQueue({ pauseReading: () => calls.push('pause'), resumeReading: () => calls.push('resume') }, 1000, f.clock, f.timers);
+  const q = new DelayQueue({ pauseReading: () => calls.push('pause'), resumeReading: () => calls.push('resume') }, 1000, f);
   q.push(100, 400, () => undefined);
   q.push(100, 400, () => undefined);
   assert.deepEqual(calls, []);
@@ -245,13 +213,13 @@ test('DelayQueue: delayed bytes count against the send queue (pause above high w
 });
 
 test('DelayQueue: flush sends everything now, in order; clear forgets', () => {
-  const f = fakeTimers();
+  const f = new ManualClock(0);
   const sent: number[] = [];
-  const q = new DelayQueue({ pauseReading() {}, resumeReading() {} }, 1 << 20, f.clock, f.timers);
+  const q = new DelayQueue({ pauseReading() {}, resumeReading() {} }, 1 << 20, f);
   for (let i = 0; i < 5; i++) q.push(1000 - i * 100, 1, () => sent.push(i));
   q.flush();
   assert.deepEqual(sent, [0, 1, 2, 3, 4]);
-  assert.equal(f.pending(), 0);
+  assert.equal(f.pending, 0);
   q.push(10, 1, () => sent.push(99));
   q.clear();
   f.advance(100);
