@@ -152,7 +152,10 @@ describe('createMetrics', () => {
   });
 
   it('counts injected latency and faults by transport and kind, each at 0 before it happens', async () => {
-    const m = createMetrics({ stats: () => ({ ws: stats({ injected: { delay: 5, close: 1 } }), tcp: stats() }) }, { collectDefault: false });
+    const m = createMetrics(
+      { stats: () => ({ ws: stats({ injected: { delay: 5, close: 1 } }), tcp: stats() }) },
+      { collectDefault: false },
+    );
     const text = await m.render();
     assert.equal(sample(text, 'echo_injected_total{transport="ws",kind="delay"}'), 5);
     assert.equal(sample(text, 'echo_injected_total{transport="ws",kind="close"}'), 1);
