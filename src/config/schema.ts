@@ -509,6 +509,7 @@ const ROWS = [
     flag: '--trusted-proxies',
     kind: 'list',
     default: [],
+    defaultText: 'none (no proxy is trusted)',
     doc: 'Proxies (IPs or CIDR ranges, IPv4 and IPv6) whose Forwarded / X-Forwarded-For entries are believed; /whoami then reports the client behind them.',
     check: (list) => {
       const bad = firstInvalidCidr(list);

@@ -447,8 +447,9 @@ export class EchoCore implements ConnectionHost {
   stamp(conn: Connection, header: MetadataHeader): Buffer {
     const out = conn.out;
     const stamp = serverStamp(conn, conn.messagesIn + out.batchIn, out.receivedAt());
-    // A delayed echo: `tx` is when it is due to leave, `delay` what was applied (ms).
-    if (out.dueAt >= 0) return stampHeader(header, { ...stamp, tx: stamp.tx + out.delayMs, delay: out.delayMs });
+    // A delayed echo: `tx` is when it is due to leave on the core's clock (never before the echo
+    // ahead of it), `delay` the milliseconds it is held back.
+    if (out.dueAt >= 0) return stampHeader(header, { ...stamp, tx: out.dueAt, delay: out.delayMs });
     return stampHeader(header, stamp);
   }
 
