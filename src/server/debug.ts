@@ -45,7 +45,7 @@ export function createDebugContext(
   security: () => SecurityContext | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): DebugContext {
-  const where = placement(settings.instance, env);
+  const where = placement(settings.instance, settings.workerId, env);
   const trustedProxies = compileCidrList(settings.trustedProxies);
   const tokenParam = settings.authQueryParam;
   return {

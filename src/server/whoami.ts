@@ -8,7 +8,6 @@
  * server received it; addresses behind proxies are believed only as far as `--trusted-proxies`
  * allows (forwarded.ts).
  */
-import cluster from 'node:cluster';
 import type { IncomingHttpHeaders } from 'node:http';
 import { TLSSocket } from 'node:tls';
 import type { CidrList } from '../security/cidr.js';
@@ -29,8 +28,8 @@ export const KUBERNETES_ENV = Object.freeze({ pod: 'POD_NAME', namespace: 'POD_N
 /** Where the server runs: fixed for the life of the process. */
 export interface PlacementView {
   readonly instance: string;
-  /** The cluster worker id under `--workers`, else null. */
-  readonly worker: number | null;
+  /** The worker id under `--workers` (the `workerId` setting, as in the srv stamp), else null. */
+  readonly worker: string | null;
   /** From the downward-API variables; null when none is set. */
   readonly kubernetes: { readonly pod: string | null; readonly namespace: string | null; readonly node: string | null } | null;
 }
@@ -92,7 +91,7 @@ export interface RequestLike {
   readonly headers: IncomingHttpHeaders;
 }
 
-export function placement(instance: string, env: NodeJS.ProcessEnv = process.env): PlacementView {
+export function placement(instance: string, workerId: string | null, env: NodeJS.ProcessEnv = process.env): PlacementView {
   const pick = (name: string): string | null => {
     const v = env[name];
     return v === undefined || v === '' ? null : v;
@@ -102,7 +101,7 @@ export function placement(instance: string, env: NodeJS.ProcessEnv = process.env
   const node = pick(KUBERNETES_ENV.node);
   return Object.freeze({
     instance,
-    worker: cluster.isWorker ? (cluster.worker?.id ?? null) : null,
+    worker: workerId,
     kubernetes: pod === null && namespace === null && node === null ? null : Object.freeze({ pod, namespace, node }),
   });
 }
