@@ -12,7 +12,8 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { V1Client } from '../../src/index.js';
+import http from 'node:http';
+import { attach, V1Client } from '../../src/index.js';
 import { encodeBody, parseBody, V1Opcode } from '../../src/protocol/v1.js';
 import { FAULT_CHANNEL, type FaultEvent } from '../../src/core/injection.js';
 import { request } from '../../test-helpers/http.js';
@@ -384,6 +385,37 @@ describe('drain and whoami on the wire', () => {
       assert.equal((await request(s.wsPort, { path: '/healthz' })).status, 200);
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('attach()', () => {
+  test('an attached endpoint takes ?delay, refuses faults by default, and obeys them with faultInjection', async () => {
+    const app = http.createServer((_req, res) => res.end('app'));
+    app.listen(0, '127.0.0.1');
+    await once(app, 'listening');
+    const port = (app.address() as net.AddressInfo).port;
+    const plain = attach(app, { path: '/echo-ws', maxDelayMs: 1000 });
+    try {
+      assert.equal((await refusal(`ws://127.0.0.1:${port}/echo-ws?drop=1`)).status, 403);
+      assert.equal((await refusal(`ws://127.0.0.1:${port}/echo-ws?delay=1001`)).status, 400);
+      const ws = await openWs(`ws://127.0.0.1:${port}/echo-ws?delay=50`);
+      const got = collect(ws);
+      ws.send('hi');
+      assert.equal((await got.wait(1))[0]?.data.toString(), 'hi');
+      await closeWs(ws);
+    } finally {
+      await plain.close({ drainMs: 500 });
+    }
+    const faulty = attach(app, { path: '/echo-ws', faultInjection: true });
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/echo-ws?close=4005`);
+      const [code] = (await once(ws, 'close')) as [number];
+      assert.equal(code, 4005);
+    } finally {
+      await faulty.close({ drainMs: 500 });
+      app.close();
+      await once(app, 'close');
     }
   });
 });
