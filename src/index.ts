@@ -4,6 +4,8 @@
 export { createEchoServer, VERSION } from './server/echo-server.js';
 export type { EchoServer, EchoServerOptions, ServerAddresses } from './server/echo-server.js';
 export type { MetricsSource } from './server/http-routes.js';
+export type { AuthView, PlacementView, RequestEchoView, TlsView, WhoamiView } from './server/whoami.js';
+export type { ForwardedHop, ForwardedView } from './server/forwarded.js';
 export type { Metrics, MetricsJson } from './observability/metrics.js';
 export { attach } from './server/attach.js';
 export type { AttachOptions, AttachedEcho } from './server/attach.js';

@@ -65,7 +65,13 @@ async function roundTrip(
     await Promise.race([once(ws, 'open'), once(ws, 'error').then(([e]) => Promise.reject(e as Error))]);
     const t0 = performance.now();
     ws.send(payload);
-    const [data] = (await once(ws, 'message')) as [Buffer];
+    // A close before the echo (e.g. a fault asked for with ?close=) is an answer, not a timeout.
+    const [data] = (await Promise.race([
+      once(ws, 'message'),
+      once(ws, 'close').then(([code, reason]) =>
+        Promise.reject(new Error(`closed ${String(code)}${String(reason) === '' ? '' : ` ${String(reason)}`}`)),
+      ),
+    ])) as [Buffer];
     const rttMs = performance.now() - t0;
     if (!Buffer.from(data).equals(payload)) throw new Error('echo differs from what was sent');
     return { rttMs: round(rttMs) };

@@ -8,6 +8,7 @@
  */
 import { availableParallelism, hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
+import { firstInvalidCidr } from '../security/cidr.js';
 
 export type SettingKind = 'port' | 'duration' | 'bytes' | 'int' | 'ratio' | 'string' | 'bool' | 'enum' | 'list' | 'path';
 
@@ -65,6 +66,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 // sun_path in sockaddr_un: 108 bytes on Linux, 104 on macOS/BSD, including the NUL. Longer
 // paths fail at listen() with a confusing EINVAL/ENAMETOOLONG, so reject them up front.
 const MAX_UNIX_PATH = process.platform === 'linux' ? 107 : 103;
+
+// Paths the HTTP side already serves (http-routes.ts): the request echo may not shadow them.
+const RESERVED_PATHS: readonly string[] = ['/healthz', '/readyz', '/info', '/metrics', '/metrics/design', '/console', '/whoami'];
 
 /** What a row is written as: the value type follows from `kind`, `choices` and `nullable`. */
 interface RowInput<N extends string, Kd extends SettingKind, C extends readonly string[], Nl extends boolean> {
@@ -499,6 +503,49 @@ const ROWS = [
     min: 1,
     default: 10_000,
     doc: 'Replay protection: message ids remembered per client, for up to 1024 clients (when a client is full, its new ids are refused).',
+  }),
+  row({
+    name: 'trustedProxies',
+    flag: '--trusted-proxies',
+    kind: 'list',
+    default: [],
+    defaultText: 'none (no proxy is trusted)',
+    doc: 'Proxies (IPs or CIDR ranges, IPv4 and IPv6) whose Forwarded / X-Forwarded-For entries are believed; /whoami then reports the client behind them.',
+    check: (list) => {
+      const bad = firstInvalidCidr(list);
+      return bad === undefined ? undefined : `'${bad}' is not an IP address or CIDR range`;
+    },
+  }),
+  row({
+    name: 'httpEchoPath',
+    flag: '--http-echo-path',
+    kind: 'string',
+    nullable: true,
+    default: '/echo',
+    doc: "Path where any HTTP method gets the request back as JSON (method, headers redacted, body); 'off' disables it.",
+    check: (p) =>
+      p === null
+        ? undefined
+        : !p.startsWith('/')
+          ? "must start with '/'"
+          : RESERVED_PATHS.includes(p)
+            ? `${p} is already served by the server`
+            : undefined,
+  }),
+  row({
+    name: 'maxDelayMs',
+    flag: '--max-delay',
+    kind: 'duration',
+    unit: 'ms',
+    default: 30_000,
+    doc: 'Longest echo delay a client may ask for (?delay= on the URL, delay in a v1 header); larger requests are refused.',
+  }),
+  row({
+    name: 'faultInjection',
+    flag: '--fault-injection',
+    kind: 'bool',
+    default: false,
+    doc: 'Let clients ask for faults (?close=CODE&after=N, ?drop=P, ?stall=MS, header close/drop); refused (403 / close 1008) without it.',
   }),
 ] as const;
 

@@ -9,6 +9,14 @@
  */
 import { channels } from './events.js';
 import type { Connection } from './connection.js';
+import type { ConnectionDebug } from './injection.js';
+
+/** Sends a delayed write when it is due (unless the connection is gone); an echo counts as sent then. */
+function sendLater(conn: Connection, data: Buffer, onFlushed: ((err?: Error | null) => void) | undefined, echo: boolean): void {
+  if (conn.socket.destroyed) return;
+  conn.write(data, onFlushed);
+  if (echo) conn.sent(1);
+}
 
 export class BatchWriter {
   /** Buffer of the pending region, and the region. */
@@ -22,6 +30,12 @@ export class BatchWriter {
   controls = 0;
   /** `performance.now()` of the current read, taken once when first needed (0: not yet). */
   rxAt = 0;
+  /**
+   * Latency injection: when the current message's echo is due (clock ms; -1: not delayed) and
+   * the delay it gets. Set by the core's pipeline; the next echo write takes it.
+   */
+  dueAt = -1;
+  delayMs = 0;
 
   constructor(private readonly conn: Connection) {}
 
@@ -31,6 +45,7 @@ export class BatchWriter {
     this.start = this.end = 0;
     this.batchIn = this.batchOut = this.controls = 0;
     this.rxAt = 0;
+    this.dueAt = -1;
   }
 
   /** `performance.now()` of this read. */
@@ -46,6 +61,7 @@ export class BatchWriter {
 
   /** Adds `buf[start, end)` to the pending region (extending it when contiguous). */
   region(buf: Buffer, start: number, end: number): void {
+    if (this.conn.debug !== undefined && this.divert(buf.subarray(start, end), true)) return;
     if (this.buf !== buf || this.end !== start) {
       this.flush();
       this.buf = buf;
@@ -64,8 +80,38 @@ export class BatchWriter {
 
   /** Writes bytes after the pending region. */
   write(bytes: Buffer, onFlushed?: (err?: Error | null) => void): void {
+    if (this.conn.debug !== undefined && this.divert(bytes, false, onFlushed)) return;
     this.flush();
     this.conn.write(bytes, onFlushed);
+  }
+
+  /**
+   * Latency injection: a delayed echo, and everything written after it while it waits (order
+   * holds), goes to the connection's delay queue instead of the socket. False: nothing is
+   * delayed, write on. Bytes in the read buffer are copied (it is reused for in-place echoes).
+   */
+  private divert(bytes: Buffer, copy: boolean, onFlushed?: (err?: Error | null) => void): boolean {
+    const debug = this.conn.debug as ConnectionDebug;
+    const queue = debug.queue;
+    const due = this.dueAt;
+    if (queue === undefined || (due < 0 && queue.size === 0)) return false;
+    this.flush();
+    const conn = this.conn;
+    const data = copy ? Buffer.from(bytes) : bytes;
+    const queued = conn.socket.writableLength;
+    if (due < 0) {
+      queue.pushBehind(data.length, () => sendLater(conn, data, onFlushed, false), queued);
+      return true;
+    }
+    this.dueAt = -1;
+    queue.pushAt(due, data.length, () => sendLater(conn, data, onFlushed, true), queued);
+    const close = debug.pendingClose;
+    if (close !== undefined) {
+      debug.pendingClose = undefined;
+      debug.closing = true;
+      queue.pushBehind(0, close);
+    }
+    return true;
   }
 
   /** Ends the read: flushes and counts the batch. */

@@ -11,6 +11,7 @@ import type { CloseReason, ConnectionInfo, MessageKind, TransportName, Transport
 import type { ClientLease, RateLimiter } from '../security/rate-limit.js';
 import type { Clock } from './clock.js';
 import { BatchWriter } from './batch-writer.js';
+import type { ConnectionDebug } from './injection.js';
 
 /** The wire side of a connection (WebSocket, v1, len, raw): one per connection. */
 export interface ProtocolAdapter {
@@ -66,6 +67,10 @@ export const Pause = {
   AUTH: 4,
   /** The server-wide budget for partly received frames is spent. */
   BUDGET: 8,
+  /** Delayed echoes are over `maxQueueBytes` (latency injection). */
+  DELAY: 16,
+  /** The client asked the server to stop reading for a while (`?stall=`, fault injection). */
+  STALL: 32,
 } as const;
 export type Pause = (typeof Pause)[keyof typeof Pause];
 
@@ -107,6 +112,8 @@ export class Connection implements ConnectionInfo {
   helloDeadline = 0;
   /** Bytes of partly received frames counted against the server-wide budget. */
   heldBytes = 0;
+  /** Latency/fault injection and whoami state; undefined unless the client asked for any. */
+  debug: ConnectionDebug | undefined = undefined;
   closeCode = 1006;
   closeReason: CloseReason = 'normal';
   closeDetail = '';
@@ -129,8 +136,9 @@ export class Connection implements ConnectionInfo {
     this.out = new BatchWriter(this);
   }
 
+  /** The socket's queue, plus echoes held back by latency injection. */
   get queuedBytes(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + (this.debug?.queue?.bytes ?? 0);
   }
 
   get open(): boolean {
@@ -199,6 +207,13 @@ export class Connection implements ConnectionInfo {
   /** Closes with a close frame (protocols that have one) and a reason for logs and metrics. */
   close(code: number, detail: string, reason: CloseReason): void {
     if (this.state !== ConnState.OPEN) return;
+    // Delayed echoes go out now, ahead of the close frame (drain: nothing received is lost). A
+    // close the client asked for may be among them, and then it is the one sent.
+    const queue = this.debug?.queue;
+    if (queue !== undefined && queue.size > 0) {
+      queue.flush();
+      if (this.state !== ConnState.OPEN) return;
+    }
     this.state = ConnState.CLOSING;
     this.closingSince = this.host.now;
     this.closeCode = code;

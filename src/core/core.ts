@@ -20,6 +20,23 @@ import { channels, sampleMessage } from './events.js';
 import { systemClock, type Clock } from './clock.js';
 import { Connection, ConnState, Pause, type ConnectionHost, type ProtocolAdapter } from './connection.js';
 import { publishMessage, serverStamp } from './message-events.js';
+import {
+  DelayQueue,
+  FaultPlan,
+  faultChannel,
+  hasInjectionFields,
+  injectionProtocolError,
+  newConnectionDebug,
+  parseHeaderInjection,
+  parseUrlInjection,
+  pickDelay,
+  type ConnectionInjection,
+  type FaultEvent,
+  type InjectedKind,
+  type InjectionLimits,
+  type MessageInjection,
+  type WhoamiContext,
+} from './injection.js';
 import type { Authenticator } from '../security/auth.js';
 import { ClientLimits, clientKey, RateLimiter, rateCeilingError, type ClientLease, type RateLimitOptions } from '../security/rate-limit.js';
 import { replayError, type ReplayGuards } from '../security/replay.js';
@@ -46,6 +63,10 @@ export interface CoreSettings {
   readonly idleTimeoutMs: number;
   readonly keepaliveIntervalMs: number;
   readonly handshakeTimeoutMs: number;
+  /** Longest delay a client may ask for, ms (latency injection). @default 30000 */
+  readonly maxDelayMs?: number;
+  /** Whether clients may ask for faults. @default false */
+  readonly faultInjection?: boolean;
 }
 
 /** A received message as the handler hook sees it. `data` is the handler's to keep. */
@@ -116,7 +137,23 @@ export const emptyStats = (): TransportStats => ({
   latencyBuckets: new Array<number>(LATENCY_BUCKETS_SECONDS.length + 1).fill(0),
   rejects: {},
   closes: {},
+  injected: {},
 });
+
+/** `--max-delay` when the settings give none (a library core), ms. */
+const DEFAULT_MAX_DELAY_MS = 30_000;
+/** Verdicts of the injection step. */
+const ECHO = 0;
+const DELAYED = 1;
+const DISCARD = 2;
+
+/** The delay queue's hold on reading: one pause reason of its own. */
+function delaySink(conn: Connection): { pauseReading(): void; resumeReading(): void } {
+  return {
+    pauseReading: () => conn.pause(Pause.DELAY),
+    resumeReading: () => conn.resume(Pause.DELAY),
+  };
+}
 
 /** How long a closing handshake may take before the socket is dropped, ms. */
 export const CLOSE_TIMEOUT_MS = 5000;
@@ -162,6 +199,12 @@ export class EchoCore implements ConnectionHost {
   replay: ReplayGuards | undefined;
   connectionRate: RateLimitOptions | undefined;
   clients: ClientLimits | undefined;
+  /**
+   * The whoami view of a connection for `hello` replies (installed by the server; undefined:
+   * replies carry none). `whoamiContext` keeps what the socket cannot tell (upgrade request, claims).
+   */
+  describe: ((conn: Connection) => unknown) | undefined = undefined;
+  readonly whoamiContext = new WeakMap<Connection, WhoamiContext>();
   /** Upgrades admitted to authentication and not yet connected: they hold a place under the limit. */
   pendingAdmissions = 0;
   /** Bytes held in partly received frames, all connections (the budget's figure). */
@@ -307,6 +350,7 @@ export class EchoCore implements ConnectionHost {
     conn.lease?.release(now);
     if (conn.identity === undefined) this.replay?.forget(replayKey(conn));
     this.releaseHeld(conn);
+    conn.debug?.queue?.clear();
     const stats = conn.stats;
     stats.connectionsOpen--;
     stats.connectionsClosed++;
@@ -382,24 +426,135 @@ export class EchoCore implements ConnectionHost {
     if (conn.state !== ConnState.OPEN) return false; // after our close frame, data is discarded
     const out = conn.out;
     out.batchIn++;
+    out.dueAt = -1;
     if (header !== undefined && this.replay !== undefined) this.checkReplay(conn, header);
     if (channels.message.hasSubscribers && (header !== undefined || sampleMessage()))
       publishMessage(conn, conn.messagesIn + out.batchIn, out.receivedAt(), kind, end - start, header);
+    // Latency and fault injection: one field check unless the client asked for any.
+    let delayed = false;
+    if (conn.debug !== undefined || (header !== undefined && hasInjectionFields(header))) {
+      const verdict = this.inject(conn, header);
+      if (verdict === DISCARD) return false;
+      delayed = verdict === DELAYED;
+    }
     if (this.handler !== undefined && this.dispatch(conn, kind, Buffer.from(buf.subarray(start, end)), header)) return false;
-    out.batchOut++;
+    // A delayed echo counts as sent when it is (batch-writer.ts).
+    if (!delayed) out.batchOut++;
     return true;
   }
 
-  /** The server's `hello` payload (framing v1 and `echo.v1`): verdict, connection, instance, worker, identity. */
+  /** The server's `hello` payload (framing v1 and `echo.v1`): verdict, connection, instance, worker, identity, and what the server saw (`whoami`). */
   helloReply(conn: Connection): Buffer {
     const { instance, workerId } = this.settings;
-    return Buffer.from(JSON.stringify({ v: 1, ok: true, conn: conn.id, instance, worker: workerId ?? undefined, identity: conn.identity }));
+    return Buffer.from(
+      JSON.stringify({
+        v: 1,
+        ok: true,
+        conn: conn.id,
+        instance,
+        worker: workerId ?? undefined,
+        identity: conn.identity,
+        whoami: this.describe?.(conn),
+      }),
+    );
   }
 
   /** The echoed header of the current message: the client's fields plus the `srv` stamp. */
   stamp(conn: Connection, header: MetadataHeader): Buffer {
     const out = conn.out;
-    return stampHeader(header, serverStamp(conn, conn.messagesIn + out.batchIn, out.receivedAt()));
+    const stamp = serverStamp(conn, conn.messagesIn + out.batchIn, out.receivedAt());
+    // A delayed echo: `tx` is when it is due to leave on the core's clock (never before the echo
+    // ahead of it), `delay` the milliseconds it is held back.
+    if (out.dueAt >= 0) return stampHeader(header, { ...stamp, tx: out.dueAt, delay: out.delayMs });
+    return stampHeader(header, stamp);
+  }
+
+  /**
+   * Latency and fault injection for one message (docs/PROTOCOL.md §1.10): the header's fields
+   * (refused with 1008 when invalid, over --max-delay, or faults without --fault-injection),
+   * then drop, close and delay, from the header or else the connection's URL.
+   */
+  private inject(conn: Connection, header: MetadataHeader | undefined): number {
+    const debug = (conn.debug ??= newConnectionDebug());
+    if (debug.closing) return DISCARD; // a close was asked for: nothing after it is echoed
+    if (debug.pendingClose !== undefined) {
+      // The message that asked for it was not echoed (the hook sent nothing): close now.
+      const close = debug.pendingClose;
+      debug.pendingClose = undefined;
+      debug.closing = true;
+      close();
+      return DISCARD;
+    }
+    let asked: MessageInjection | undefined;
+    if (header !== undefined && hasInjectionFields(header)) {
+      const parsed = parseHeaderInjection(header, this.injectionLimits());
+      if (!parsed.ok) throw injectionProtocolError(parsed);
+      asked = parsed.value;
+    }
+    const plan = (debug.plan ??= new FaultPlan(debug.injection, Math.random));
+    const source = asked?.drop !== undefined ? 'header' : 'url';
+    if (plan.drop(asked)) {
+      this.countInjected(conn, 'drop');
+      if (faultChannel.hasSubscribers) faultChannel.publish({ connection: conn, fault: 'drop', source } satisfies FaultEvent);
+      return DISCARD;
+    }
+    const closeCode = plan.afterEcho(asked);
+    if (closeCode !== undefined) {
+      const from = asked?.close !== undefined ? 'header' : 'url';
+      debug.pendingClose = () => this.injectedClose(conn, closeCode, from);
+    }
+    const spec = asked?.delay ?? debug.injection.delay;
+    const queue = debug.queue;
+    if (spec === undefined && closeCode === undefined && (queue === undefined || queue.size === 0)) return ECHO;
+    // Delayed (or behind a delayed echo, or followed by a close): the echo goes through the queue.
+    const q = (debug.queue ??= new DelayQueue(delaySink(conn), this.settings.maxQueueBytes, this.clock));
+    const { dueAt, appliedMs } = q.line.schedule(spec === undefined ? 0 : pickDelay(spec, Math.random));
+    const out = conn.out;
+    out.dueAt = dueAt;
+    out.delayMs = appliedMs;
+    if (spec !== undefined) this.countInjected(conn, 'delay');
+    return DELAYED;
+  }
+
+  private injectionLimits(): InjectionLimits {
+    return { maxDelayMs: this.settings.maxDelayMs ?? DEFAULT_MAX_DELAY_MS, faultInjection: this.settings.faultInjection === true };
+  }
+
+  /** Validates what a WebSocket URL asks for (before the upgrade is answered). */
+  parseUrlInjection(url: string): ReturnType<typeof parseUrlInjection> {
+    return parseUrlInjection(url, this.injectionLimits());
+  }
+
+  /** Applies what a connection's URL asked for, once it is open: an immediate close, a stall. */
+  applyUrlInjection(conn: Connection, injection: ConnectionInjection): void {
+    const debug = (conn.debug ??= newConnectionDebug(injection));
+    const plan = (debug.plan ??= new FaultPlan(injection, Math.random));
+    const now = plan.closeAtOpen();
+    if (now !== undefined) {
+      debug.closing = true;
+      this.injectedClose(conn, now, 'url');
+      return;
+    }
+    const stall = injection.stall;
+    if (stall !== undefined && stall > 0) {
+      this.countInjected(conn, 'stall');
+      if (faultChannel.hasSubscribers)
+        faultChannel.publish({ connection: conn, fault: 'stall', ms: stall, source: 'url' } satisfies FaultEvent);
+      conn.pause(Pause.STALL);
+      this.clock.schedule(() => conn.resume(Pause.STALL), stall);
+    }
+  }
+
+  private injectedClose(conn: Connection, code: number, source: 'url' | 'header'): void {
+    if (!conn.open) return;
+    this.countInjected(conn, 'close');
+    if (faultChannel.hasSubscribers) faultChannel.publish({ connection: conn, fault: 'close', code, source } satisfies FaultEvent);
+    conn.close(code, 'fault injected', 'fault');
+  }
+
+  private countInjected(conn: Connection, kind: InjectedKind): void {
+    const counts = (conn.stats.injected ??= {});
+    counts[kind] = (counts[kind] ?? 0) + 1;
   }
 
   observeLatency(conn: Connection, ms: number): void {

@@ -21,6 +21,7 @@ export const CLOSE_REASONS = [
   'handshake', // handshake / hello timeout or failure
   'error', // socket error (reset, EPIPE, ...)
   'internal', // 1011
+  'fault', // a close asked for with --fault-injection (?close=, header close)
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
@@ -61,6 +62,8 @@ export interface TransportStats {
   latencyBuckets: number[];
   rejects: Partial<Record<CloseReason, number>>;
   closes: Partial<Record<CloseReason, number>>;
+  /** Latency and faults injected on request (docs/PROTOCOL.md §1.10): delayed echoes, drops, closes, stalls. */
+  injected?: Partial<Record<'delay' | 'drop' | 'close' | 'stall', number>>;
 }
 
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = Object.freeze([

@@ -19,6 +19,7 @@ import {
   type MessageEvent,
   type RejectEvent,
 } from '../core/events.js';
+import { FAULT_CHANNEL, type FaultEvent } from '../core/injection.js';
 
 export type { Logger } from 'pino';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -164,6 +165,16 @@ export function attachLogging(logger: Logger, opts: AttachLoggingOptions = {}): 
     logger.error({ event: 'error', err: e.error, conn: c?.id, transport: c?.transport, peer: c?.peer }, e.error.message);
   }
 
+  function onFault(raw: unknown): void {
+    const e = raw as FaultEvent;
+    const c = e.connection;
+    logger.info(
+      { event: 'fault', fault: e.fault, code: e.code, ms: e.ms, source: e.source, conn: c.id, transport: c.transport, peer: c.peer },
+      `fault injected: ${e.fault}`,
+    );
+  }
+
+  diagnosticsChannel.subscribe(FAULT_CHANNEL, onFault);
   diagnosticsChannel.subscribe(channels.open.name, onOpen);
   diagnosticsChannel.subscribe(channels.close.name, onClose);
   diagnosticsChannel.subscribe(channels.reject.name, onReject);
@@ -193,6 +204,7 @@ export function attachLogging(logger: Logger, opts: AttachLoggingOptions = {}): 
     detached = true;
     logger.removeListener('level-change', syncMessageSubscription);
     syncMessageSubscription();
+    diagnosticsChannel.unsubscribe(FAULT_CHANNEL, onFault);
     diagnosticsChannel.unsubscribe(channels.open.name, onOpen);
     diagnosticsChannel.unsubscribe(channels.close.name, onClose);
     diagnosticsChannel.unsubscribe(channels.reject.name, onReject);

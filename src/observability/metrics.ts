@@ -85,6 +85,9 @@ export function renderAggregate(perProcess: readonly MetricsJson[]): Promise<str
 /** Every `CloseReason` (the type is derived from this list), so each appears at 0 before it first happens. */
 export { CLOSE_REASONS };
 
+/** Kinds of `echo_injected_total` (each appears at 0 before it first happens). */
+const INJECTED_KINDS = ['delay', 'drop', 'close', 'stall'] as const;
+
 const DEFAULT_WINDOW_MS = 60_000;
 /** Bound on latency snapshots kept per transport (one per window/16 at most). */
 const MAX_SNAPSHOTS = 64;
@@ -210,6 +213,17 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
     registers,
     collect() {
       setCounter(this, byReason(read(), 'rejects'));
+    },
+  });
+  new Counter<TransportLabel | 'kind'>({
+    name: name('echo_injected_total'),
+    help: 'Latency and faults injected on request (--max-delay, --fault-injection), by kind: delay, drop, close, stall.',
+    labelNames: ['transport', 'kind'],
+    registers,
+    collect() {
+      const rows: Array<[{ transport: string; kind: string }, number]> = [];
+      for (const [transport, s] of read()) for (const kind of INJECTED_KINDS) rows.push([{ transport, kind }, s.injected?.[kind] ?? 0]);
+      setCounter(this, rows);
     },
   });
   new Counter<TransportLabel>({

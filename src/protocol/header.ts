@@ -36,8 +36,10 @@ export interface ServerStamp {
   readonly seq: number;
   /** Receive time. */
   readonly rx: number;
-  /** Send time. */
+  /** Send time (for a delayed echo: when it is due to leave). */
   readonly tx: number;
+  /** Milliseconds the echo was held back by latency injection (only on delayed echoes). */
+  readonly delay?: number;
 }
 
 /** The echoed header: the client's fields, then `srv` (replacing any client-sent `srv`). */

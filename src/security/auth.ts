@@ -16,7 +16,13 @@ import { CloseCode, ConfigError, ErrorCode, HttpError, ProtocolError } from '../
 export type AuthMode = 'none' | 'token' | 'jwt';
 
 export type AuthResult =
-  | { readonly ok: true; readonly identity: string; readonly anonymous: boolean }
+  | {
+      readonly ok: true;
+      readonly identity: string;
+      readonly anonymous: boolean;
+      /** The verified JWT's claims (never the token itself); absent for static tokens. */
+      readonly claims?: Readonly<Record<string, unknown>>;
+    }
   | { readonly ok: false; readonly reason: string; readonly detail: string };
 
 export interface JwtOptions {
@@ -326,7 +332,7 @@ function jwtAuthenticator(jwt: JwtOptions, now: () => number): { authenticate: A
       // Two calls because jwtVerify's overloads take a key or a key resolver, not the union.
       const { payload } = typeof k === 'function' ? await jwtVerify(credential, k, options) : await jwtVerify(credential, k, options);
       if (typeof payload.sub !== 'string' || payload.sub === '') return fail('jwt: empty sub');
-      return { ok: true, identity: payload.sub, anonymous: false };
+      return { ok: true, identity: payload.sub, anonymous: false, claims: Object.freeze({ ...payload }) };
     } catch (err) {
       return fail(`jwt: ${describeJoseError(errors, err)}`);
     }

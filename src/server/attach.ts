@@ -26,6 +26,8 @@ export interface AttachOptions extends Partial<
     | 'keepaliveIntervalMs'
     | 'handshakeTimeoutMs'
     | 'drainTimeoutMs'
+    | 'maxDelayMs'
+    | 'faultInjection'
   >
 > {
   /** Endpoint path(s). @default '/ws' */

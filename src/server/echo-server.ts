@@ -26,6 +26,8 @@ import { onListenerError, type ListenerContext } from './listeners/context.js';
 import { startAdminListener, startWsListener } from './listeners/http.js';
 import { startStreamListener } from './listeners/stream.js';
 import { startUnixListener } from './listeners/unix.js';
+import { createDebugContext } from './debug.js';
+import type { Admission } from '../transports/ws.js';
 
 export interface EchoServerOptions extends Partial<Settings> {
   /** Message hook (default: echo). See `MessageHandler`. */
@@ -136,6 +138,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   let security: SecurityContext | undefined;
   let tlsWatcher: TlsWatcher | undefined;
   const tlsServers: tls.Server[] = [];
+  const debug = createDebugContext(settings, () => security);
+  core.describe = (conn) => debug.describeConnection(conn, core.whoamiContext.get(conn));
 
   /** Open connections per authenticated identity (at most 100 identities listed, largest first). */
   const identityCounts = (): Record<string, number> => {
@@ -183,7 +187,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   };
 
   /** Origin, then credentials (bearer header or query parameter), before the 101. */
-  const admit = (req: http.IncomingMessage): Promise<string | undefined> | string | undefined => {
+  const admit = (req: http.IncomingMessage): Promise<Admission> | Admission => {
     const sec = security as SecurityContext;
     const certIdentity = req.socket instanceof tls.TLSSocket ? peerIdentity(req.socket) : undefined;
     if (sec.origin !== undefined) {
@@ -194,7 +198,9 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     if (auth === undefined) return certIdentity;
     return auth.authenticate(extractBearer(req.headers.authorization, req.url, sec.authQueryParam)).then((r) => {
       if (!r.ok) throw authHttpError();
-      return r.anonymous ? certIdentity : r.identity;
+      if (r.anonymous) return certIdentity;
+      // JWT claims ride along for the whoami view of echo.v1 hello replies.
+      return r.claims === undefined ? r.identity : { identity: r.identity, claims: r.claims };
     });
   };
 
@@ -249,6 +255,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
             infoDetail: authorized,
             metrics: adminPort === null ? metrics : undefined,
             wsPaths: settings.wsPaths,
+            debug,
           },
           { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined },
         );

@@ -1,10 +1,14 @@
 /**
  * The HTTP side of the WebSocket listener: /healthz (alive), /readyz (accepting; 503 while
- * draining), /info (instance, version, uptime, listeners, connections) and, when observability
- * provides it, /metrics. Everything else is 404; non-GET is 405.
+ * draining), /info (instance, version, uptime, listeners, connections), when observability
+ * provides it /metrics, and the debugging routes: /whoami (what the server saw of this request)
+ * and the request echo (any method, `--http-echo-path`, default /echo). Everything else is 404;
+ * non-GET is 405 (except on the request echo).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpError } from '../errors.js';
 import { CONSOLE_HTML } from './console.js';
+import type { DebugRoutes } from './debug.js';
 
 /** What `/metrics` and `/metrics/design` serve (src/observability/metrics.ts). */
 export interface MetricsSource {
@@ -24,6 +28,8 @@ export interface RoutesContext {
   readonly metrics?: MetricsSource | undefined;
   /** Paths that are WebSocket endpoints (a plain GET there gets a hint). */
   readonly wsPaths: readonly string[];
+  /** /whoami and the request echo (on the WebSocket listener only). */
+  readonly debug?: DebugRoutes | undefined;
 }
 
 const json = (res: ServerResponse, status: number, body: unknown): void => {
@@ -49,6 +55,8 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    const debug = ctx.debug;
+    if (debug !== undefined && debug.echoPath !== null && path === debug.echoPath) return requestEcho(debug, req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return json(res, 405, { error: 'method not allowed' });
@@ -69,6 +77,13 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       }
       case '/console':
         return html(res);
+      case '/whoami':
+        if (debug === undefined) break;
+        debug.authorize(req).then(
+          (auth) => json(res, 200, debug.whoami(req, auth)),
+          (err: unknown) => refuse(res, err),
+        );
+        return;
       case '/metrics':
       case '/metrics/design': {
         const m = ctx.metrics;
@@ -94,4 +109,53 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     }
     json(res, 404, { error: 'not found' });
   };
+}
+
+/** A refused debugging request: the HttpError's status (401 with a Bearer challenge), else 500. */
+function refuse(res: ServerResponse, err: unknown): void {
+  if (res.headersSent) return;
+  const status = err instanceof HttpError ? err.status : 500;
+  if (status === 401) res.setHeader('www-authenticate', 'Bearer');
+  json(res, status, { error: err instanceof HttpError ? err.message : 'internal error' });
+}
+
+/**
+ * The request echo: any method; the body is read up to the frame limit. A longer body gets 413
+ * and the connection is closed once the answer is out, so the rest is never buffered.
+ */
+function requestEcho(debug: DebugRoutes, req: IncomingMessage, res: ServerResponse): void {
+  const max = debug.maxBodyBytes;
+  const tooBig = (): void => {
+    res.shouldKeepAlive = false;
+    req.pause();
+    json(res, 413, { error: `request body is larger than the frame limit (${max} bytes)` });
+    // Stop reading: what the client still sends is not wanted.
+    res.once('finish', () => req.socket.destroySoon());
+  };
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > max) return tooBig();
+  const auth = debug.authorize(req);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  req.on('data', function onEchoBody(chunk: Buffer) {
+    if (over) return;
+    size += chunk.length;
+    if (size > max) {
+      over = true;
+      chunks.length = 0;
+      tooBig();
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.once('end', function onEchoEnd() {
+    if (over) return;
+    auth.then(
+      () => json(res, 200, debug.requestEcho(req, Buffer.concat(chunks, size))),
+      (err: unknown) => refuse(res, err),
+    );
+  });
+  // Settled either way; a refusal is answered at 'end' (after the body, so keep-alive holds).
+  auth.catch(() => undefined);
 }

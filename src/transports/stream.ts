@@ -177,6 +177,8 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
         }
         if (!result.anonymous) {
           conn.identity = result.identity;
+          if ('claims' in result && result.claims !== undefined && core.describe !== undefined)
+            core.whoamiContext.set(conn, { claims: result.claims });
           // Per-client limits follow the identity from now on, as for a WebSocket.
           if (!core.moveLease(conn, result.identity)) {
             core.reject(conn.transport, 'limit', conn.peer, 'per-client connection limit');

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import { CloseCode, HttpError, ProtocolError, ErrorCode } from '../errors.js';
 import type { Connection, ProtocolAdapter } from '../core/connection.js';
 import { clientKeyOf, destroySoon, type EchoCore } from '../core/core.js';
+import { injectionHttpError, type ConnectionInjection } from '../core/injection.js';
 import type { MessageKind } from '../core/types.js';
 import { parseHeader, type MetadataHeader } from '../protocol/header.js';
 import { encodeBody, newBodyParts, parseBody, V1Opcode, type V1Limits } from '../protocol/v1.js';
@@ -206,10 +207,14 @@ export interface WsUpgradeOptions {
   readonly exclusive: boolean;
   /**
    * Optional admission check (authentication, origin) run before the 101: resolve to the
-   * identity (or undefined), or throw an HttpError to refuse.
+   * identity (or undefined, or the identity with its verified JWT claims), or throw an
+   * HttpError to refuse.
    */
-  readonly admit?: ((req: IncomingMessage) => Promise<string | undefined> | string | undefined) | undefined;
+  readonly admit?: ((req: IncomingMessage) => Promise<Admission> | Admission) | undefined;
 }
+
+/** What an admission check resolves to: the identity, optionally with its JWT claims (for whoami). */
+export type Admission = string | undefined | { readonly identity: string | undefined; readonly claims?: Readonly<Record<string, unknown>> };
 
 export function peerOf(socket: Duplex & { remoteAddress?: string; remotePort?: number }): string {
   const a = socket.remoteAddress;
@@ -249,8 +254,21 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     refuse(socket, e.status ?? 400, e.message, e.status === 426 ? ['Sec-WebSocket-Version: 13'] : []);
     return true;
   }
-  const accept = (identity: string | undefined): void => {
+  // Latency and fault injection asked for on the URL: refused before the upgrade (400 / 403).
+  let injection: ConnectionInjection | undefined;
+  if (q !== -1) {
+    const parsed = core.parseUrlInjection(url);
+    if (!parsed.ok) {
+      const e = injectionHttpError(parsed);
+      core.reject('ws', 'policy', peer, e.message);
+      refuse(socket, e.status, e.message);
+      return true;
+    }
+    if (!parsed.empty) injection = parsed.value;
+  }
+  const accept = (admission: Admission): void => {
     if (socket.destroyed) return;
+    const identity = typeof admission === 'object' ? admission.identity : admission;
     const admitted = core.admit('ws', peer, clientKeyOf('ws', identity, remote));
     if ('reason' in admitted) {
       refuse(socket, 503, admitted.message, ['Retry-After: 1']);
@@ -263,7 +281,12 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     socket.write(upgradeResponse(verdict));
     if (head.length > 0) socket.unshift(head);
     const v1 = verdict.protocol === SUBPROTOCOL_V1;
-    core.accept(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), admitted, identity);
+    const conn = core.accept(socket, 'ws', peer, (c) => new WsProtocol(c, v1), admitted, identity);
+    if (conn === undefined) return;
+    // echo.v1 has a hello, whose reply carries the whoami view: keep what the socket cannot tell.
+    if (v1 && core.describe !== undefined)
+      core.whoamiContext.set(conn, { request: req, claims: typeof admission === 'object' ? admission.claims : undefined });
+    if (injection !== undefined) core.applyUrlInjection(conn, injection);
   };
   const admit = opts.admit;
   if (admit === undefined) {
@@ -279,9 +302,9 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
   Promise.resolve()
     .then(() => admit(req))
     .then(
-      (identity) => {
+      (admission) => {
         core.unreserve();
-        accept(identity);
+        accept(admission);
       },
       (err: unknown) => {
         core.unreserve();

@@ -43,6 +43,19 @@ describe('echoserver probe', () => {
     await ok([`tls://127.0.0.1:${s.tcp?.port}`, '--insecure']);
   });
 
+  it('a WebSocket closed before the echo is reported at once with its code (not as a timeout)', async () => {
+    const faulty = createEchoServer({ host: '127.0.0.1', wsPort: 0, tcpPort: null, insecure: true, faultInjection: true });
+    const a = await faulty.listen();
+    try {
+      const r = await runCli(['probe', `ws://127.0.0.1:${a.ws?.port}/ws?close=4000`]);
+      assert.equal(r.code, 1);
+      const line = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(line['error'], 'closed 4000 fault injected');
+    } finally {
+      await faulty.close({ drainMs: 500 });
+    }
+  });
+
   it('a closed port exits 1 with the error; a missing URL exits 2', async () => {
     const closed = await runCli(['probe', 'tcp://127.0.0.1:1']);
     assert.equal(closed.code, 1);

@@ -84,6 +84,10 @@ describe('defaults', () => {
       replayWindowMs: null,
       replayMaxEntries: 10_000,
       workerId: null,
+      trustedProxies: [],
+      httpEchoPath: '/echo',
+      maxDelayMs: 30_000,
+      faultInjection: false,
     } satisfies Settings);
   });
 

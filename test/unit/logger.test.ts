@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { channels } from '../../src/core/events.js';
 import type { ConnectionCloseEvent, ConnectionOpenEvent, ErrorEvent, MessageEvent, RejectEvent } from '../../src/core/events.js';
 import type { ConnectionInfo } from '../../src/core/types.js';
+import { faultChannel, type FaultEvent } from '../../src/core/injection.js';
 import { attachLogging, createLogger, REDACTED, type LogLevel } from '../../src/observability/logger.js';
 
 /** A destination that keeps every line pino writes (pino writes synchronously to it). */
@@ -72,6 +73,25 @@ describe('createLogger + attachLogging', () => {
     } finally {
       detach();
     }
+  });
+
+  it('logs every injected fault (fault channel), and stops after detach', () => {
+    const { out, detach } = setup();
+    try {
+      faultChannel.publish({ connection: conn, fault: 'close', code: 4001, source: 'url' } satisfies FaultEvent);
+      faultChannel.publish({ connection: conn, fault: 'stall', ms: 250, source: 'url' } satisfies FaultEvent);
+      const [close, stall] = out.json();
+      assert.equal(close?.['event'], 'fault');
+      assert.equal(close?.['fault'], 'close');
+      assert.equal(close?.['code'], 4001);
+      assert.equal(close?.['conn'], 'c1a2b3-17');
+      assert.equal(close?.['level'], 30);
+      assert.equal(stall?.['ms'], 250);
+    } finally {
+      detach();
+    }
+    faultChannel.publish({ connection: conn, fault: 'drop', source: 'header' } satisfies FaultEvent);
+    assert.equal(faultChannel.hasSubscribers, false);
   });
 
   it('warns on rejects and logs errors with their cause', () => {

@@ -141,13 +141,26 @@ describe('createMetrics', () => {
   it('shows every close and reject reason, at 0 before it happens', async () => {
     const m = createMetrics({ stats: () => ({ ws: stats(), unix: stats() }) }, { collectDefault: false });
     const text = await m.render();
-    assert.equal(CLOSE_REASONS.length, 16);
+    assert.equal(CLOSE_REASONS.length, 17);
     for (const transport of ['ws', 'unix']) {
       for (const reason of CLOSE_REASONS) {
         assert.equal(sample(text, `echo_rejections_total{transport="${transport}",reason="${reason}"}`), 0, reason);
         assert.equal(sample(text, `echo_connections_closed_total{transport="${transport}",reason="${reason}"}`), 0, reason);
       }
     }
+    m.close();
+  });
+
+  it('counts injected latency and faults by transport and kind, each at 0 before it happens', async () => {
+    const m = createMetrics(
+      { stats: () => ({ ws: stats({ injected: { delay: 5, close: 1 } }), tcp: stats() }) },
+      { collectDefault: false },
+    );
+    const text = await m.render();
+    assert.equal(sample(text, 'echo_injected_total{transport="ws",kind="delay"}'), 5);
+    assert.equal(sample(text, 'echo_injected_total{transport="ws",kind="close"}'), 1);
+    assert.equal(sample(text, 'echo_injected_total{transport="ws",kind="drop"}'), 0);
+    assert.equal(sample(text, 'echo_injected_total{transport="tcp",kind="stall"}'), 0);
     m.close();
   });
 
