@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import { resolveSettings, type Settings } from '../config/index.js';
 import { ConfigError, EchoError, ErrorCode, HttpError } from '../errors.js';
 import { clientKeyOf, EchoCore, destroySoon, type MessageHandler } from '../core/core.js';
@@ -251,6 +252,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
             infoDetail: authorized,
             metrics: adminPort === null ? metrics : undefined,
             wsPaths: settings.wsPaths,
+            console: settings.console,
           },
           { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined },
         );
