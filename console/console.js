@@ -295,7 +295,10 @@ async function refresh() {
       ['TLS', info.security && info.security.tls ? 'on' : 'off'],
       ['auth', info.security ? info.security.auth : '—'],
     ];
-    const m = await fetch('/metrics', { cache: 'no-store' }).then((r) => (r.ok ? r.text() : ''), () => '');
+    const m = await fetch('/metrics', { cache: 'no-store' }).then(
+      (r) => (r.ok ? r.text() : ''),
+      () => '',
+    );
     if (m) {
       const sum = (name) => {
         let total = 0;

@@ -31,7 +31,9 @@ interface MessageCommon {
   readonly srv: ServerStamp | undefined;
 }
 /** A message from the server: text arrives as a string, binary as bytes. */
-export type ReceivedMessage = (MessageCommon & { readonly kind: 'text'; readonly data: string }) | (MessageCommon & { readonly kind: 'binary'; readonly data: Uint8Array });
+export type ReceivedMessage =
+  | (MessageCommon & { readonly kind: 'text'; readonly data: string })
+  | (MessageCommon & { readonly kind: 'binary'; readonly data: Uint8Array });
 
 /** What `request()` resolves with: the matched echo and its round-trip time. */
 export type RequestResult = ReceivedMessage & {
@@ -160,14 +162,18 @@ export function resolveBaseOptions(o: BaseClientOptions, known: readonly string[
   const allowed = new Set([...BASE_KEYS, ...known]);
   for (const k of Object.keys(o)) if (!allowed.has(k)) throw new ConfigError(k, `unknown option (known: ${[...allowed].join(', ')})`);
   const t = o.token;
-  if (t !== undefined && typeof t !== 'function' && (typeof t !== 'string' || t === '')) throw new ConfigError('token', 'must be a non-empty string or a function');
+  if (t !== undefined && typeof t !== 'function' && (typeof t !== 'string' || t === ''))
+    throw new ConfigError('token', 'must be a non-empty string or a function');
   let reconnect: Required<ReconnectOptions> | undefined;
   if (o.reconnect === undefined || o.reconnect === true || isObj(o.reconnect)) {
     const r = isObj(o.reconnect) ? o.reconnect : {};
     const initialDelayMs = positive('reconnect.initialDelayMs', r.initialDelayMs, 100, { max: 2 ** 31 - 1 });
     reconnect = {
       initialDelayMs,
-      maxDelayMs: positive('reconnect.maxDelayMs', r.maxDelayMs, Math.max(10_000, initialDelayMs), { min: initialDelayMs, max: 2 ** 31 - 1 }),
+      maxDelayMs: positive('reconnect.maxDelayMs', r.maxDelayMs, Math.max(10_000, initialDelayMs), {
+        min: initialDelayMs,
+        max: 2 ** 31 - 1,
+      }),
       maxAttempts: positive('reconnect.maxAttempts', r.maxAttempts, Infinity, { int: true }),
     };
   } else if (o.reconnect !== false) throw new ConfigError('reconnect', 'must be a boolean or { initialDelayMs, maxDelayMs, maxAttempts }');
@@ -179,7 +185,8 @@ export function resolveBaseOptions(o: BaseClientOptions, known: readonly string[
       maxBytes: positive('queue.maxBytes', q.maxBytes, 1024 * 1024, { int: true }),
     };
   } else if (o.queue !== false) throw new ConfigError('queue', 'must be a boolean or { maxMessages, maxBytes }');
-  if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw new ConfigError('signal', 'must be an AbortSignal');
+  if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal))
+    throw new ConfigError('signal', 'must be an AbortSignal');
   return {
     token: t as BaseClientOptions['token'],
     reconnect,
@@ -298,7 +305,12 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
   private connInfo: { conn: string | undefined; instance: string | undefined } = { conn: undefined, instance: undefined };
   private everOpened = false;
 
-  constructor(dial: Dialer, mode: 'v1' | 'plain', opts: ResolvedOptions, private readonly canRedial = true) {
+  constructor(
+    dial: Dialer,
+    mode: 'v1' | 'plain',
+    opts: ResolvedOptions,
+    private readonly canRedial = true,
+  ) {
     super();
     this.dial = dial;
     this.mode = mode;
@@ -353,7 +365,10 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
     const signals = [this.lifetime.signal, ...(outer === undefined ? [] : [outer])];
     const onAbort = (): void => ctl.abort();
     for (const s of signals) s.addEventListener('abort', onAbort, { once: true });
-    const timer = setTimeout(() => ctl.abort(new EchoError(ErrorCode.TIMEOUT, `no connection within ${this.opts.connectTimeoutMs} ms`)), this.opts.connectTimeoutMs);
+    const timer = setTimeout(
+      () => ctl.abort(new EchoError(ErrorCode.TIMEOUT, `no connection within ${this.opts.connectTimeoutMs} ms`)),
+      this.opts.connectTimeoutMs,
+    );
     let link: Link | undefined;
     try {
       const t = this.opts.token;
@@ -365,7 +380,8 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
       if (this.mode === 'v1') {
         const answer = new Promise<MetadataHeader>((resolve, reject) => (this.hello = { resolve, reject }));
         const stop = new Promise<never>((_, reject) => {
-          const fail = (): void => reject(ctl.signal.reason instanceof Error ? ctl.signal.reason : new EchoError(ErrorCode.ABORTED, 'connect aborted'));
+          const fail = (): void =>
+            reject(ctl.signal.reason instanceof Error ? ctl.signal.reason : new EchoError(ErrorCode.ABORTED, 'connect aborted'));
           if (ctl.signal.aborted) fail();
           ctl.signal.addEventListener('abort', fail, { once: true });
         });
@@ -373,7 +389,13 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
         if (token !== undefined) hello['token'] = token;
         link.send(encodeBody(Op.HELLO, encodeUtf8(JSON.stringify(hello))));
         const h = await Promise.race([answer, stop]);
-        if (h['ok'] === false) throw new ConnectionClosedError(ErrorCode.AUTH, 1008, String(h['error'] ?? 'refused'), `hello refused: ${String(h['error'] ?? 'refused')}`);
+        if (h['ok'] === false)
+          throw new ConnectionClosedError(
+            ErrorCode.AUTH,
+            1008,
+            String(h['error'] ?? 'refused'),
+            `hello refused: ${String(h['error'] ?? 'refused')}`,
+          );
         this.connInfo = {
           conn: typeof h['conn'] === 'string' ? h['conn'] : undefined,
           instance: typeof h['instance'] === 'string' ? h['instance'] : undefined,
@@ -424,7 +446,11 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
   private encode(data: string | Uint8Array, header: MetadataHeader | undefined): Uint8Array | string {
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw new TypeError('data must be a string or a Uint8Array');
     if (this.mode === 'plain') {
-      if (header !== undefined) throw new EchoError(ErrorCode.STATE, 'metadata headers need framing v1: use the echo.v1 subprotocol (the default) instead of plain');
+      if (header !== undefined)
+        throw new EchoError(
+          ErrorCode.STATE,
+          'metadata headers need framing v1: use the echo.v1 subprotocol (the default) instead of plain',
+        );
       return data;
     }
     if (header !== undefined && !isObj(header)) throw new TypeError('header must be a plain object');
@@ -435,11 +461,16 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
 
   private enqueueOrWrite(item: Queued): void {
     if (this.state === 'open') return this.write(item);
-    if (this.state === 'closing' || this.state === 'closed') throw new ConnectionClosedError(ErrorCode.CLOSED, 1000, '', 'the client is closed');
+    if (this.state === 'closing' || this.state === 'closed')
+      throw new ConnectionClosedError(ErrorCode.CLOSED, 1000, '', 'the client is closed');
     const q = this.opts.queue;
-    if (q === undefined) throw new ConnectionClosedError(ErrorCode.CONNECTION_LOST, 1006, '', 'not connected (reconnecting) and queueing is off');
+    if (q === undefined)
+      throw new ConnectionClosedError(ErrorCode.CONNECTION_LOST, 1006, '', 'not connected (reconnecting) and queueing is off');
     if (this.queue.length + 1 > q.maxMessages || this.queuedBytes + item.bytes > q.maxBytes) {
-      throw new EchoError(ErrorCode.QUEUE_FULL, `send queue full (${this.queue.length} messages, ${this.queuedBytes} bytes; limits ${q.maxMessages} and ${q.maxBytes})`);
+      throw new EchoError(
+        ErrorCode.QUEUE_FULL,
+        `send queue full (${this.queue.length} messages, ${this.queuedBytes} bytes; limits ${q.maxMessages} and ${q.maxBytes})`,
+      );
     }
     this.queue.push(item);
     this.queuedBytes += item.bytes;
@@ -466,7 +497,9 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
       const signal = options.signal;
       if (signal?.aborted === true) return reject(aborted(signal, 'request'));
       if (this.pending.size + this.inOrder.length >= this.opts.maxPendingRequests) {
-        return reject(new EchoError(ErrorCode.QUEUE_FULL, `too many requests in flight (maxPendingRequests ${this.opts.maxPendingRequests})`));
+        return reject(
+          new EchoError(ErrorCode.QUEUE_FULL, `too many requests in flight (maxPendingRequests ${this.opts.maxPendingRequests})`),
+        );
       }
       const given = options.header?.['id'];
       if (given !== undefined && typeof given !== 'string') throw new ConfigError('header.id', 'must be a string');
@@ -526,8 +559,10 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
       const { signal } = options;
       if (signal?.aborted === true) return reject(aborted(signal, 'ping'));
       const link = this.link;
-      if (this.state !== 'open' || link === undefined) return reject(new ConnectionClosedError(ErrorCode.CONNECTION_LOST, 1006, '', `cannot ping while ${this.state}`));
-      if (this.mode === 'plain' && link.ping === undefined) return reject(new EchoError(ErrorCode.STATE, 'ping on a plain WebSocket needs Node (browsers have no ping API): use echo.v1'));
+      if (this.state !== 'open' || link === undefined)
+        return reject(new ConnectionClosedError(ErrorCode.CONNECTION_LOST, 1006, '', `cannot ping while ${this.state}`));
+      if (this.mode === 'plain' && link.ping === undefined)
+        return reject(new EchoError(ErrorCode.STATE, 'ping on a plain WebSocket needs Node (browsers have no ping API): use echo.v1'));
       const key = randomHex(8);
       const done = (): void => {
         this.pings.delete(key);
@@ -612,7 +647,9 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
   private onData(data: string | Uint8Array): void {
     const seq = this.received++;
     const msg: ReceivedMessage =
-      typeof data === 'string' ? { kind: 'text', data, header: undefined, srv: undefined } : { kind: 'binary', data, header: undefined, srv: undefined };
+      typeof data === 'string'
+        ? { kind: 'text', data, header: undefined, srv: undefined }
+        : { kind: 'binary', data, header: undefined, srv: undefined };
     const head = this.inOrder[0];
     if (head !== undefined && head.seq === seq) {
       this.inOrder.shift();
@@ -647,7 +684,11 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
     if (this.state === 'connecting' || this.state === 'reconnecting') {
       // During the handshake: openLink() turns this into the attempt's error.
       const what = 'the connection closed during the handshake';
-      this.hello?.reject(code === 1008 ? new ConnectionClosedError(ErrorCode.AUTH, code, reason, `${what}: refused (1008 ${reason})`) : closedError(code, reason, what));
+      this.hello?.reject(
+        code === 1008
+          ? new ConnectionClosedError(ErrorCode.AUTH, code, reason, `${what}: refused (1008 ${reason})`)
+          : closedError(code, reason, what),
+      );
       return;
     }
     for (const p of this.pings.values()) p.reject(closedError(code, reason, 'the connection closed before the pong'));
@@ -689,7 +730,8 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
       } catch (err) {
         if (this.state !== 'reconnecting') return;
         lastReason = err instanceof Error ? err.message : String(err);
-        if (err instanceof ConnectionClosedError && FINAL_CODES.has(err.closeCode)) return this.finish(err.closeCode, err.reason || lastReason);
+        if (err instanceof ConnectionClosedError && FINAL_CODES.has(err.closeCode))
+          return this.finish(err.closeCode, err.reason || lastReason);
       }
     }
     this.finish(code === 1000 ? 1006 : code, `gave up after ${r.maxAttempts} reconnect attempts: ${lastReason}`);
@@ -701,7 +743,9 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
     const byUser = this.state === 'closing';
     this.state = 'closed';
     this.lifetime.abort();
-    const err = byUser ? new ConnectionClosedError(ErrorCode.CLOSED, code, reason, 'the client was closed') : closedError(code, reason, 'the connection closed');
+    const err = byUser
+      ? new ConnectionClosedError(ErrorCode.CLOSED, code, reason, 'the client was closed')
+      : closedError(code, reason, 'the connection closed');
     for (const req of [...this.pending.values(), ...this.inOrder]) req.reject(err);
     for (const item of this.queue) item.req?.reject(err);
     this.queue.length = 0;
@@ -725,7 +769,8 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
     if (!Number.isInteger(code) || !((code >= 1000 && code <= 1003) || (code >= 3000 && code <= 4999) || (code >= 1007 && code <= 1014))) {
       throw new ConfigError('code', `must be 1000 or a valid close code (3000-4999), got ${String(code)}`);
     }
-    if (typeof reason !== 'string' || encodeUtf8(reason).length > 123) throw new ConfigError('reason', 'must be a string of at most 123 UTF-8 bytes');
+    if (typeof reason !== 'string' || encodeUtf8(reason).length > 123)
+      throw new ConfigError('reason', 'must be a string of at most 123 UTF-8 bytes');
     const link = this.link;
     this.state = 'closing';
     this.lifetime.abort();
@@ -803,7 +848,12 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
 }
 
 function closedError(code: number, reason: string, what: string): ConnectionClosedError {
-  return new ConnectionClosedError(ErrorCode.CONNECTION_LOST, code, reason, `${what} (close code ${code}${reason === '' ? '' : `: ${reason}`})`);
+  return new ConnectionClosedError(
+    ErrorCode.CONNECTION_LOST,
+    code,
+    reason,
+    `${what} (close code ${code}${reason === '' ? '' : `: ${reason}`})`,
+  );
 }
 
 function stampOf(header: MetadataHeader | undefined): ServerStamp | undefined {

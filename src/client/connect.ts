@@ -30,15 +30,18 @@ const TLS_KEYS = new Set(['ca', 'fingerprint256', 'cert', 'key', 'servername']);
 function checkTls(t: unknown): ClientTlsOptions | undefined {
   if (t === undefined) return undefined;
   if (typeof t !== 'object' || t === null) throw new ConfigError('tls', 'must be an object { ca, fingerprint256, cert, key, servername }');
-  for (const k of Object.keys(t)) if (!TLS_KEYS.has(k)) throw new ConfigError(`tls.${k}`, `unknown option (known: ${[...TLS_KEYS].join(', ')})`);
+  for (const k of Object.keys(t))
+    if (!TLS_KEYS.has(k)) throw new ConfigError(`tls.${k}`, `unknown option (known: ${[...TLS_KEYS].join(', ')})`);
   const o = t as ClientTlsOptions;
   if (o.fingerprint256 !== undefined) {
     if (typeof o.fingerprint256 !== 'string') throw new ConfigError('tls.fingerprint256', 'must be a string');
     normalisePin(o.fingerprint256);
   }
-  if ((o.cert === undefined) !== (o.key === undefined)) throw new ConfigError(o.cert === undefined ? 'tls.cert' : 'tls.key', 'tls.cert and tls.key go together');
+  if ((o.cert === undefined) !== (o.key === undefined))
+    throw new ConfigError(o.cert === undefined ? 'tls.cert' : 'tls.key', 'tls.cert and tls.key go together');
   const pem = (name: string, v: unknown): void => {
-    if (v !== undefined && typeof v !== 'string' && !(v instanceof Uint8Array) && !(Array.isArray(v) && name === 'ca')) throw new ConfigError(`tls.${name}`, 'must be PEM text');
+    if (v !== undefined && typeof v !== 'string' && !(v instanceof Uint8Array) && !(Array.isArray(v) && name === 'ca'))
+      throw new ConfigError(`tls.${name}`, 'must be PEM text');
   };
   pem('ca', o.ca);
   pem('cert', o.cert);

@@ -98,11 +98,18 @@ export interface ClientTlsOptions {
 /** `AB:CD:…` normalised to 64 upper-case hex digits; throws on anything else. */
 export function normalisePin(pin: string): string {
   const hex = pin.replace(/:/g, '').toUpperCase();
-  if (!/^[0-9A-F]{64}$/.test(hex)) throw new EchoError(ErrorCode.CONFIG, 'tls.fingerprint256: must be a SHA-256 fingerprint (64 hex digits, colons optional)');
+  if (!/^[0-9A-F]{64}$/.test(hex))
+    throw new EchoError(ErrorCode.CONFIG, 'tls.fingerprint256: must be a SHA-256 fingerprint (64 hex digits, colons optional)');
   return hex;
 }
 
-function withAbort<T extends net.Socket>(socket: T, ready: string, signal: AbortSignal, what: string, check?: (s: T) => Error | undefined): Promise<T> {
+function withAbort<T extends net.Socket>(
+  socket: T,
+  ready: string,
+  signal: AbortSignal,
+  what: string,
+  check?: (s: T) => Error | undefined,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => {
       socket.destroy();
@@ -114,7 +121,8 @@ function withAbort<T extends net.Socket>(socket: T, ready: string, signal: Abort
       signal.removeEventListener('abort', onAbort);
       const code = err.code ?? '';
       let hint = '';
-      if (/SELF_SIGNED|UNABLE_TO_VERIFY|CERT_/.test(code)) hint = ' (trust it with tls.ca, or pin it with tls.fingerprint256: the server logs it at start)';
+      if (/SELF_SIGNED|UNABLE_TO_VERIFY|CERT_/.test(code))
+        hint = ' (trust it with tls.ca, or pin it with tls.fingerprint256: the server logs it at start)';
       reject(new EchoError(ErrorCode.CONNECT, `cannot connect to ${what}: ${err.message}${hint}`, { cause: err }));
     });
     socket.once(ready, () => {
@@ -139,7 +147,12 @@ export function dialNet(target: { host: string; port: number } | { path: string 
  * Opens a TLS connection and checks the pin before any byte is written, so neither a token nor
  * a message reaches a server with the wrong certificate.
  */
-export function dialTls(target: { host: string; port: number }, t: ClientTlsOptions, signal: AbortSignal, alpn?: string[]): Promise<tls.TLSSocket> {
+export function dialTls(
+  target: { host: string; port: number },
+  t: ClientTlsOptions,
+  signal: AbortSignal,
+  alpn?: string[],
+): Promise<tls.TLSSocket> {
   const pin = t.fingerprint256 === undefined ? undefined : normalisePin(t.fingerprint256);
   const servername = t.servername ?? (net.isIP(target.host) === 0 ? target.host : undefined);
   const socket = tls.connect({
@@ -158,6 +171,11 @@ export function dialTls(target: { host: string; port: number }, t: ClientTlsOpti
     if (pin === undefined) return undefined;
     const got = s.getPeerCertificate().fingerprint256 ?? '';
     if (got.replace(/:/g, '').toUpperCase() === pin) return undefined;
-    return new ConnectionClosedError(ErrorCode.TLS_PIN, 1015, 'certificate pin mismatch', `the server's certificate (SHA-256 ${got}) does not match tls.fingerprint256`);
+    return new ConnectionClosedError(
+      ErrorCode.TLS_PIN,
+      1015,
+      'certificate pin mismatch',
+      `the server's certificate (SHA-256 ${got}) does not match tls.fingerprint256`,
+    );
   });
 }

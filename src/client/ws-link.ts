@@ -31,7 +31,13 @@ export interface WsExtras {
  * Opens `create()`'s socket and resolves with a link once it is open; rejects with a clear
  * error (HTTP status when the runtime tells it: `ws` does, browsers do not).
  */
-export function openWebSocket(create: () => WebSocketLike, mode: 'v1' | 'plain', h: LinkHandlers, signal: AbortSignal, extras: WsExtras = {}): Promise<Link> {
+export function openWebSocket(
+  create: () => WebSocketLike,
+  mode: 'v1' | 'plain',
+  h: LinkHandlers,
+  signal: AbortSignal,
+  extras: WsExtras = {},
+): Promise<Link> {
   return new Promise<Link>((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason instanceof Error ? signal.reason : new EchoError(ErrorCode.ABORTED, 'connect aborted'));
     let ws: WebSocketLike;
@@ -73,7 +79,14 @@ export function openWebSocket(create: () => WebSocketLike, mode: 'v1' | 'plain',
       if (mode === 'v1' && ws.protocol !== V1_SUBPROTOCOL) {
         ws.onclose = null;
         ws.close(1002, 'echo.v1 not accepted');
-        return reject(new ConnectionClosedError(ErrorCode.CONNECT, 1002, '', 'the server did not accept the echo.v1 subprotocol (use protocol: "plain")'));
+        return reject(
+          new ConnectionClosedError(
+            ErrorCode.CONNECT,
+            1002,
+            '',
+            'the server did not accept the echo.v1 subprotocol (use protocol: "plain")',
+          ),
+        );
       }
       opened = true;
       resolve(link);
@@ -98,7 +111,9 @@ export function openWebSocket(create: () => WebSocketLike, mode: 'v1' | 'plain',
       // `ws` reports a refused upgrade as "Unexpected server response: 401".
       const status = /server response: (\d{3})/.exec(errorText)?.[1];
       if (status === '401' || status === '403') {
-        return reject(new ConnectionClosedError(ErrorCode.AUTH, 1008, `HTTP ${status}`, `authentication refused (HTTP ${status}): check the token`));
+        return reject(
+          new ConnectionClosedError(ErrorCode.AUTH, 1008, `HTTP ${status}`, `authentication refused (HTTP ${status}): check the token`),
+        );
       }
       const detail = errorText !== '' ? errorText : 'no detail from the browser: check the URL, the certificate and the token';
       reject(new ConnectionClosedError(ErrorCode.CONNECT, ev.code, ev.reason, `could not connect (${detail})`));

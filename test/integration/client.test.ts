@@ -11,7 +11,14 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { connect, type Client, type ClientEvents, type ClientOptions, type ConnectTarget, type ReceivedMessage } from '../../src/client/index.js';
+import {
+  connect,
+  type Client,
+  type ClientEvents,
+  type ClientOptions,
+  type ConnectTarget,
+  type ReceivedMessage,
+} from '../../src/client/index.js';
 import { createEchoServer, type EchoServer, type EchoServerOptions } from '../../src/index.js';
 import { startServer, type StartedServer } from '../../test-helpers/server.js';
 import { startTlsServer, type TlsServer } from '../../test-helpers/tls.js';
@@ -36,7 +43,9 @@ async function errorCode(p: Promise<unknown>): Promise<string> {
 
 /** 40 pipelined requests of different sizes and kinds, each resolved with its own echo. */
 async function pipelined(c: Client): Promise<void> {
-  const sent = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? `msg-${i}-${'x'.repeat(i * 37)}` : Uint8Array.from({ length: i * 11 }, (_, j) => (i + j) & 0xff)));
+  const sent = Array.from({ length: 40 }, (_, i) =>
+    i % 2 === 0 ? `msg-${i}-${'x'.repeat(i * 37)}` : Uint8Array.from({ length: i * 11 }, (_, j) => (i + j) & 0xff),
+  );
   const results = await Promise.all(sent.map((d) => c.request(d)));
   results.forEach((r, i) => {
     const d = sent[i] as string | Uint8Array;
@@ -221,7 +230,10 @@ describe('reconnect', () => {
           got.push(m.data as string);
           if (got.length === 5) break;
         }
-        assert.deepEqual(got, [0, 1, 2, 3, 4].map((i) => `queued-${i}`));
+        assert.deepEqual(
+          got,
+          [0, 1, 2, 3, 4].map((i) => `queued-${i}`),
+        );
         assert.equal((await kept).data, 'drop-kept');
         assert.equal((await c.request('after')).data, 'after');
         // Each queued message reached the new server exactly once.
@@ -240,7 +252,10 @@ describe('reconnect', () => {
     const cClosed = next(c, 'close');
     await s.close();
     await cClosed;
-    assert.throws(() => c.send('x'), (e: { code: string }) => e.code === 'ECHO_ERR_CONNECTION_LOST');
+    assert.throws(
+      () => c.send('x'),
+      (e: { code: string }) => e.code === 'ECHO_ERR_CONNECTION_LOST',
+    );
     assert.equal((await d.closed).code, 1001);
     assert.equal(d.readyState, 'closed');
     await c.close();
@@ -317,7 +332,10 @@ describe('TLS pinning and authentication', () => {
     }
     assert.equal(calls, 2);
     const bad = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setAudience('other').setExpirationTime('1m').sign(key);
-    assert.equal(await errorCode(connect(`tls://127.0.0.1:${jwt.tcpPort}`, { token: bad, tls: { ca: jwt.ca as string } })), 'ECHO_ERR_AUTH');
+    assert.equal(
+      await errorCode(connect(`tls://127.0.0.1:${jwt.tcpPort}`, { token: bad, tls: { ca: jwt.ca as string } })),
+      'ECHO_ERR_AUTH',
+    );
   });
 });
 
@@ -339,7 +357,14 @@ test('every option is checked, and the error names it', async () => {
     ['ws://127.0.0.1:1/', { retries: 3 }, /^retries: unknown option/],
   ];
   for (const [target, options, message] of cases) {
-    await assert.rejects(connect(target, options as ClientOptions), (e: Error) => message.test(e.message), `${String(target)} ${JSON.stringify(options)}`);
+    await assert.rejects(
+      connect(target, options as ClientOptions),
+      (e: Error) => message.test(e.message),
+      `${String(target)} ${JSON.stringify(options)}`,
+    );
   }
-  await assert.rejects(connect('tcp://127.0.0.1:1', { connectTimeoutMs: 2000 }), (e: { code: string; message: string }) => e.code === 'ECHO_ERR_CONNECT' && /ECONNREFUSED/.test(e.message));
+  await assert.rejects(
+    connect('tcp://127.0.0.1:1', { connectTimeoutMs: 2000 }),
+    (e: { code: string; message: string }) => e.code === 'ECHO_ERR_CONNECT' && /ECONNREFUSED/.test(e.message),
+  );
 });

@@ -62,7 +62,10 @@ describe('console in chromium', () => {
     await page.fill('#burst-n', '300');
     await page.click('#burst');
     await page.waitForSelector('#burst-result:has-text("p99")');
-    assert.match((await page.textContent('#burst-result')) ?? '', /^300 msgs in [\d.]+ s \(\d+\/s\) · p50 [\d.]+ · p90 [\d.]+ · p99 [\d.]+ · max [\d.]+ ms$/);
+    assert.match(
+      (await page.textContent('#burst-result')) ?? '',
+      /^300 msgs in [\d.]+ s \(\d+\/s\) · p50 [\d.]+ · p90 [\d.]+ · p99 [\d.]+ · max [\d.]+ ms$/,
+    );
     // The server panel shows /info and metrics.
     await page.waitForSelector('#metrics dt');
     assert.match((await page.textContent('#metrics')) ?? '', /messages in\d+/);

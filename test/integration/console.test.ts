@@ -16,7 +16,11 @@ import { startServer } from '../../test-helpers/server.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-async function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+async function get(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { accept: '*/*', ...headers } });
   const [res] = (await once(req, 'response')) as [http.IncomingMessage];
   let body = '';
@@ -44,7 +48,10 @@ function browserGraph(): string[] {
       .join('\n');
     for (const m of code.matchAll(/\b(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
       const spec = m[1] as string;
-      assert.ok(spec.startsWith('./') || spec.startsWith('../'), `${rel} imports ${spec}: not a relative module (the browser build must not use Node)`);
+      assert.ok(
+        spec.startsWith('./') || spec.startsWith('../'),
+        `${rel} imports ${spec}: not a relative module (the browser build must not use Node)`,
+      );
       todo.push(join(dirname(file), spec));
     }
     assert.doesNotMatch(code, /\bBuffer\b|\bprocess\.|\brequire\(|\bnode:/, `${rel} uses a Node built-in`);
@@ -54,7 +61,10 @@ function browserGraph(): string[] {
 
 it('the browser build imports nothing from Node, and the console serves exactly its modules', async (t) => {
   const graph = browserGraph();
-  assert.ok(graph.includes('client/browser.js') && graph.includes('client/v1-body.js') && graph.includes('client/client.js'), graph.join(' '));
+  assert.ok(
+    graph.includes('client/browser.js') && graph.includes('client/v1-body.js') && graph.includes('client/client.js'),
+    graph.join(' '),
+  );
   assert.ok(!graph.some((f) => /connect|stream-link|stream-client/.test(f)), graph.join(' '));
   const s = await startServer();
   t.after(() => s.close());
@@ -67,7 +77,13 @@ it('the browser build imports nothing from Node, and the console serves exactly 
   // The page's module imports that build.
   assert.match((await get(s.wsPort, '/console/console.js')).body, /from '\.\/lib\/client\/browser\.js'/);
   // Nothing else from dist/ (or beyond) is served.
-  for (const p of ['/console/lib/client/connect.js', '/console/lib/server/echo-server.js', '/console/lib/../package.json', '/console/lib/%2e%2e/package.json', '/console/nope.js']) {
+  for (const p of [
+    '/console/lib/client/connect.js',
+    '/console/lib/server/echo-server.js',
+    '/console/lib/../package.json',
+    '/console/lib/%2e%2e/package.json',
+    '/console/nope.js',
+  ]) {
     assert.equal((await get(s.wsPort, p)).status, 404, p);
   }
 });

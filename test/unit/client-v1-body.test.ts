@@ -33,7 +33,10 @@ function run(v: Vector, chunks: Uint8Array[]): { frames: Vector['frames']; error
     for (const c of chunks) {
       for (const body of splitter.push(c)) {
         const d = decodeBody(body, limits);
-        const hb = body[0] !== undefined && (body[0] & 0x80) !== 0 ? body.subarray(3, 3 + ((body[1] as number) * 256 + (body[2] as number))) : undefined;
+        const hb =
+          body[0] !== undefined && (body[0] & 0x80) !== 0
+            ? body.subarray(3, 3 + ((body[1] as number) * 256 + (body[2] as number)))
+            : undefined;
         frames.push({ opcode: d.opcode, ...(hb !== undefined && { header: hex(hb) }), payload: hex(d.payload) });
         if (d.opcode === 0x8) decodeClosePayload(d.payload);
       }
@@ -61,7 +64,9 @@ test('every v1 vector decodes to the same frames or close code, whole and byte b
 test('re-encoding the decoded frames gives the vector bytes', () => {
   let n = 0;
   for (const v of v1.filter((x) => x.error === null)) {
-    const out = v.frames.map((f) => hex(frame(encodeBody(f.opcode as Op, bytes(f.payload), f.header === undefined ? undefined : bytes(f.header)))));
+    const out = v.frames.map((f) =>
+      hex(frame(encodeBody(f.opcode as Op, bytes(f.payload), f.header === undefined ? undefined : bytes(f.header)))),
+    );
     assert.equal(out.join(''), v.input, v.name);
     n++;
   }
@@ -78,6 +83,12 @@ test('close payloads: code + reason cut at 123 bytes on a character boundary', (
 
 test('bounds before bytes: an over-limit length is refused from its 4 bytes alone', () => {
   const s = new FrameSplitter(16);
-  assert.throws(() => s.push(Uint8Array.of(0, 0, 0, 17)), (e: { closeCode: number }) => e.closeCode === 1009);
-  assert.throws(() => decodeBody(encodeBody(0x2, new Uint8Array(4), new Uint8Array(9)), { maxFrameBytes: 64, maxHeaderBytes: 8 }), (e: { closeCode: number }) => e.closeCode === 1009);
+  assert.throws(
+    () => s.push(Uint8Array.of(0, 0, 0, 17)),
+    (e: { closeCode: number }) => e.closeCode === 1009,
+  );
+  assert.throws(
+    () => decodeBody(encodeBody(0x2, new Uint8Array(4), new Uint8Array(9)), { maxFrameBytes: 64, maxHeaderBytes: 8 }),
+    (e: { closeCode: number }) => e.closeCode === 1009,
+  );
 });
