@@ -105,7 +105,7 @@ export interface ClientEvents {
   close: [{ readonly code: number; readonly reason: string; readonly reconnecting: boolean }];
   /** A reconnect attempt is about to start after `delayMs`. */
   reconnecting: [{ readonly attempt: number; readonly delayMs: number }];
-  /** Every message not consumed by `request()`. */
+  /** Every message not consumed by `request()` (on v1, also the late echo of a request that timed out). */
   message: [ReceivedMessage];
 }
 
@@ -339,7 +339,8 @@ export class Client extends Emitter<ClientEvents> implements AsyncIterable<Recei
   async start(signal: AbortSignal | undefined): Promise<this> {
     if (signal !== undefined) {
       if (signal.aborted) throw aborted(signal, 'connect');
-      signal.addEventListener('abort', () => void this.close(1000, 'aborted'), { once: true });
+      // Removed when the client closes (the listener option `signal`), so a long-lived signal keeps nothing.
+      signal.addEventListener('abort', () => void this.close(1000, 'aborted'), { once: true, signal: this.lifetime.signal });
     }
     try {
       await this.openLink(signal);
