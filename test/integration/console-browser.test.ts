@@ -32,7 +32,9 @@ async function echoOnce(page: Page, origin: string): Promise<void> {
   assert.equal(await page.locator('#log b').count(), 0, 'data is shown as text, never as HTML');
   assert.match((await echo.locator('td.rtt').textContent()) ?? '', /^\d+\.\d\d$/);
   assert.equal(await echo.locator('td.instance').textContent(), 'test');
-  assert.match((await echo.locator('td.conn').textContent()) ?? '', / · 2$/); // seq 2: the hello was 1
+  // The srv stamp: this connection (as the hello named it) and a sequence number.
+  const conn = /conn (\S+)/.exec((await page.textContent('#conn-info')) ?? '')?.[1];
+  assert.match((await echo.locator('td.conn').textContent()) ?? '', new RegExp(`^${conn ?? 'missing'} · \\d+$`));
   await page.waitForSelector('#rtt-last:not(:empty)');
   await page.evaluate('new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)))');
   const drawn = await accentPixels(page);
