@@ -17,11 +17,20 @@ export async function launchChromium(trustPem: string[] = []): Promise<Browser> 
       .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
       .digest('base64'),
   );
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', ...(spki.length > 0 ? [`--ignore-certificate-errors-spki-list=${spki.join(',')}`] : [])],
-  });
+  const launch = (): Promise<Browser> =>
+    chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', ...(spki.length > 0 ? [`--ignore-certificate-errors-spki-list=${spki.join(',')}`] : [])],
+    });
+  try {
+    return await launch();
+  } catch (first) {
+    // Seen once in a full run on a loaded 2-core machine: chromium died at start-up (SIGTRAP)
+    // before any page existed. One more try; a second failure is reported with the first.
+    process.stderr.write(`chromium launch failed, retrying once: ${String((first as Error).message).split('\n')[0]}\n`);
+    return launch();
+  }
 }
 
 /** Pixels of the console's RTT chart drawn in the accent colour (the data line and points). */
