@@ -1,7 +1,8 @@
 /**
  * The typed client against a server started here (port 0, TLS off for the demo):
- * request/echo with `srv` and RTT over WebSocket echo.v1 and TCP, a ping, async iteration.
- * Run: npx tsc -p tsconfig.json && node build/examples/client.js
+ * request/echo with `srv` and RTT over WebSocket echo.v1, pipelined requests over TCP matched
+ * by id, a ping, async iteration. Run: npm test (or npx tsc -p tsconfig.json), then
+ * node build/examples/client.js
  */
 import { createEchoServer } from '../src/index.js';
 import { connect } from '../src/client/index.js';
@@ -11,16 +12,20 @@ const { ws, tcp } = await server.listen();
 
 const c = await connect(`ws://127.0.0.1:${ws?.port}/ws`); // echo.v1 by default; reconnects by default
 const r = await c.request('hello', { header: { route: 'eu' }, timeout: 2000 });
-console.log(r.data, r.header, `rtt ${r.rttMs.toFixed(2)} ms`);
-console.log('ping', (await c.ping()).toFixed(2), 'ms');
+const h = r.header ?? {};
+console.log(
+  `ws: ${JSON.stringify(r.data)} id=${String(h['id'])} route=${String(h['route'])} from ${r.srv?.instance} conn ${r.srv?.conn} seq ${r.srv?.seq} in ${r.rttMs.toFixed(2)} ms`,
+);
+console.log(`ws: ping ${(await c.ping()).toFixed(2)} ms`);
 
 const t = await connect(`tcp://127.0.0.1:${tcp?.port}`);
 const replies = await Promise.all(['a', 'b', 'c'].map((x) => t.request(x))); // pipelined, matched by id
-console.log(replies.map((x) => `${String(x.data)}:${x.header?.['id'] as string}`).join(' '));
-t.send(new Uint8Array([1, 2, 3]));
+console.log(`tcp: ${replies.map((x) => `${String(x.data)}=${String(x.header?.['id'])}`).join(' ')}`);
+t.send(new Uint8Array([1, 2, 3])); // no header: echoed byte for byte, arrives through iteration
 for await (const m of t) {
-  console.log(m.kind, m.data, 'from', m.srv?.instance ?? 'no header: byte-for-byte echo');
+  console.log(`tcp: ${m.kind} ${Buffer.from(m.data as Uint8Array).toString('hex')} header=${m.header === undefined ? 'none' : 'yes'}`);
   break;
 }
 await Promise.all([c.close(), t.close()]);
 await server.close();
+console.log('done');
