@@ -30,4 +30,23 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly' } },
   },
+  {
+    // The console page's module runs in the browser only.
+    files: ['console/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        [
+          'document',
+          'window',
+          'location',
+          'fetch',
+          'performance',
+          'requestAnimationFrame',
+          'getComputedStyle',
+          'matchMedia',
+          'setInterval',
+        ].map((g) => [g, 'readonly']),
+      ),
+    },
+  },
 );

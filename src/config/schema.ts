@@ -303,6 +303,13 @@ const ROWS = [
     doc: 'Serve Prometheus metrics at /metrics (lint-clean names) and /metrics/design (the design-document names).',
   }),
   row({
+    name: 'console',
+    flag: '--console',
+    kind: 'bool',
+    default: true,
+    doc: 'Serve the debug console at /console (and / to browsers) on the WebSocket port; --no-console turns it off.',
+  }),
+  row({
     name: 'adminPort',
     flag: '--admin-port',
     kind: 'port',

@@ -1,57 +1,109 @@
 /**
- * The debug console: one self-contained page (no external assets, no inline event handlers
- * reaching outside it) served at `/console`, and at `/` to browsers. It opens a WebSocket to the
- * same listener, sends what you type, and shows each echo with its round-trip time, plus `/info`.
+ * The debug console's files: `console/` of the package (plain HTML, CSS and an ES module: no
+ * build step for users) plus the client's browser build, served from the package's `dist/`
+ * under `/console/lib/`. Only the files in the browser build's import graph are served, read
+ * once, with an ETag; the page's CSP allows scripts from this origin and sockets to this host.
  */
-export const CONSOLE_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>EchoServer console</title>
-<style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 2rem; max-width: 60rem; color: #222; }
-  h1 { font-size: 1.3rem; }
-  #log { border: 1px solid #ccc; height: 18rem; overflow: auto; padding: .5rem; font-family: ui-monospace, monospace; white-space: pre-wrap; }
-  .out { color: #05a; } .in { color: #070; } .sys { color: #888; } .err { color: #b00; }
-  input[type=text] { width: 30rem; }
-  pre { background: #f6f6f6; padding: .5rem; overflow: auto; }
-</style>
-</head>
-<body>
-<h1>EchoServer console</h1>
-<p>Path <input id="path" value="/ws" size="12"> token <input id="token" size="20" placeholder="(if auth is on)">
-<button id="connect">Connect</button> <button id="disconnect" disabled>Disconnect</button> <span id="state" class="sys">disconnected</span></p>
-<p><input id="msg" type="text" value="hello" disabled> <label><input id="binary" type="checkbox"> binary</label>
-<button id="send" disabled>Send</button></p>
-<div id="log"></div>
-<h2>/info</h2>
-<pre id="info">loading…</pre>
-<script>
-(() => {
-  const $ = (id) => document.getElementById(id);
-  const log = (cls, text) => { const d = document.createElement('div'); d.className = cls; d.textContent = new Date().toISOString().slice(11, 23) + ' ' + text; $('log').append(d); $('log').scrollTop = 1e9; };
-  let ws; const sent = [];
-  const set = (open) => { $('send').disabled = $('msg').disabled = $('disconnect').disabled = !open; $('connect').disabled = open; $('state').textContent = open ? 'connected' : 'disconnected'; };
-  $('connect').onclick = () => {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const token = $('token').value.trim();
-    const url = scheme + '//' + location.host + $('path').value + (token ? '?token=' + encodeURIComponent(token) : '');
-    ws = new WebSocket(url); ws.binaryType = 'arraybuffer';
-    ws.onopen = () => { set(true); log('sys', 'open ' + url.replace(/token=[^&]*/, 'token=…')); };
-    ws.onmessage = (e) => { const t0 = sent.shift(); const rtt = t0 === undefined ? '' : ' (' + (performance.now() - t0).toFixed(2) + ' ms)';
-      log('in', '← ' + (typeof e.data === 'string' ? JSON.stringify(e.data) : 'binary ' + e.data.byteLength + ' bytes') + rtt); };
-    ws.onclose = (e) => { set(false); sent.length = 0; log('sys', 'closed ' + e.code + (e.reason ? ' ' + e.reason : '')); };
-    ws.onerror = () => log('err', 'connection error');
-  };
-  $('disconnect').onclick = () => ws && ws.close(1000, 'bye');
-  $('send').onclick = () => { const text = $('msg').value; const data = $('binary').checked ? new TextEncoder().encode(text) : text;
-    sent.push(performance.now()); ws.send(data); log('out', '→ ' + ($('binary').checked ? 'binary ' + data.byteLength + ' bytes' : JSON.stringify(text))); };
-  $('msg').onkeydown = (e) => { if (e.key === 'Enter') $('send').click(); };
-  const info = () => fetch('/info').then((r) => r.json()).then((j) => { $('info').textContent = JSON.stringify(j, null, 2); }, () => {});
-  info(); setInterval(info, 5000);
-})();
-</script>
-</body>
-</html>
-`;
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, normalize, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ConsoleAsset {
+  readonly body: Buffer;
+  readonly type: string;
+  readonly etag: string;
+}
+
+/** The package root: the nearest folder above this file with echoserver's package.json. */
+function packageRoot(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'echoserver') return dir;
+      } catch {
+        // not ours; keep walking up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+};
+
+const asset = (body: Buffer, file: string): ConsoleAsset => ({
+  body,
+  type: TYPES[file.slice(file.lastIndexOf('.'))] ?? 'application/octet-stream',
+  etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
+});
+
+/**
+ * Imports of a compiled ES module: `import … from '…'` and `export … from '…'` statements
+ * (tsc writes them at the start of a line, so doc comments that mention one do not count) and
+ * dynamic `import('…')` outside comment lines.
+ */
+export function importsOf(source: string): string[] {
+  const out: string[] = [];
+  for (const m of source.matchAll(/^\s*(?:(?:import|export)\b[^;'"]*?\bfrom\s*|import\s*)['"]([^'"]+)['"]/gm)) out.push(m[1] as string);
+  for (const line of source.split('\n')) {
+    if (/^\s*(\*|\/\/|\/\*)/.test(line)) continue;
+    for (const m of line.matchAll(/\bimport\s*\(\s*['"]([^'"]+)['"]/g)) out.push(m[1] as string);
+  }
+  return out;
+}
+
+/**
+ * Every module reachable from `entry` (a path under `root`), keyed by its path relative to
+ * `root` with `/`. Throws if a module imports anything but a relative file inside `root`:
+ * the browser cannot load `node:` modules or bare package names.
+ */
+export function moduleGraph(root: string, entry: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  const todo = [normalize(join(root, entry))];
+  while (todo.length > 0) {
+    const file = todo.pop() as string;
+    const key = relative(root, file).split(sep).join('/');
+    if (files.has(key)) continue;
+    if (key.startsWith('..')) throw new Error(`${file} is outside ${root}`);
+    const body = readFileSync(file);
+    files.set(key, body);
+    for (const spec of importsOf(body.toString('utf8'))) {
+      if (!spec.startsWith('./') && !spec.startsWith('../')) throw new Error(`${key} imports ${spec}: not loadable in a browser`);
+      todo.push(normalize(join(dirname(file), spec)));
+    }
+  }
+  return files;
+}
+
+let cache: Map<string, ConsoleAsset> | Error | undefined;
+
+/**
+ * The console's files by URL path (`/console`, `/console/console.js`, `/console/lib/…`), read
+ * on first use. An Error when the package is incomplete (no `console/` or no `dist/`).
+ */
+export function consoleAssets(): Map<string, ConsoleAsset> | Error {
+  if (cache !== undefined) return cache;
+  try {
+    const root = packageRoot();
+    if (root === undefined) throw new Error('package root not found');
+    const map = new Map<string, ConsoleAsset>();
+    const dir = join(root, 'console');
+    map.set('/console', asset(readFileSync(join(dir, 'index.html')), 'index.html'));
+    for (const f of ['console.css', 'console.js']) map.set(`/console/${f}`, asset(readFileSync(join(dir, f)), f));
+    const dist = join(root, 'dist');
+    if (!existsSync(join(dist, 'client', 'browser.js'))) throw new Error('dist/client/browser.js is missing: run npm run build');
+    for (const [key, body] of moduleGraph(dist, 'client/browser.js')) map.set(`/console/lib/${key}`, asset(body, key));
+    cache = map;
+  } catch (err) {
+    cache = new Error(`console files unavailable: ${(err as Error).message}`);
+  }
+  return cache;
+}

@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import { resolveSettings, type Settings } from '../config/index.js';
 import { ConfigError, EchoError, ErrorCode, HttpError } from '../errors.js';
 import { clientKeyOf, EchoCore, destroySoon, type MessageHandler } from '../core/core.js';
@@ -73,6 +74,8 @@ export interface EchoServer {
   readonly settings: Readonly<Settings>;
   /** An in-process framing-v1 client: no socket, same core path as TCP. */
   connect(options?: V1ClientOptions): V1Client;
+  /** The client end of a new in-process connection (what `connect()` from 'echoserver/client' takes). */
+  connectStream(): Duplex;
   /** Information served at `/info`. */
   info(): Record<string, unknown>;
   /** The certificate in use (after `listen()`), undefined with `insecure`. */
@@ -256,6 +259,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
             metrics: adminPort === null ? metrics : undefined,
             wsPaths: settings.wsPaths,
             debug,
+            console: settings.console,
           },
           { paths: settings.wsPaths, exclusive: true, admit: needsAdmission ? admit : undefined },
         );
@@ -351,12 +355,15 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     },
     settings,
     connect(clientOptions) {
+      return new V1Client(server.connectStream(), clientOptions);
+    },
+    connectStream() {
       if (state === 'closing' || state === 'closed') throw new EchoError(ErrorCode.STATE, 'server is closed');
       const [serverSide, clientSide] = duplexPair();
       const admitted = core.admit('inproc', 'inproc', clientKeyOf('inproc', undefined, undefined));
       if ('reason' in admitted) destroySoon(serverSide, refusalBytes('v1', admitted.code, admitted.message));
       else core.accept(serverSide, 'inproc', 'inproc', makeStreamProtocol('v1'), admitted);
-      return new V1Client(clientSide, clientOptions);
+      return clientSide;
     },
     info: () => info(true),
     get tls() {

@@ -7,8 +7,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../errors.js';
-import { CONSOLE_HTML } from './console.js';
 import type { DebugRoutes } from './debug.js';
+import { consoleAssets } from './console.js';
 
 /** What `/metrics` and `/metrics/design` serve (src/observability/metrics.ts). */
 export interface MetricsSource {
@@ -30,6 +30,8 @@ export interface RoutesContext {
   readonly wsPaths: readonly string[];
   /** /whoami and the request echo (on the WebSocket listener only). */
   readonly debug?: DebugRoutes | undefined;
+  /** Serve the debug console at /console (and / for browsers). @default false */
+  readonly console?: boolean;
 }
 
 const json = (res: ServerResponse, status: number, body: unknown): void => {
@@ -38,17 +40,42 @@ const json = (res: ServerResponse, status: number, body: unknown): void => {
   res.end(text);
 };
 
-const html = (res: ServerResponse): void => {
-  res.writeHead(200, {
-    'content-type': 'text/html; charset=utf-8',
-    'content-length': Buffer.byteLength(CONSOLE_HTML),
-    'cache-control': 'no-store',
-    // The page talks only to its own origin.
-    'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+/** A Host header fit to put in a CSP source (anything else: 'self' only). */
+const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+
+/**
+ * One console file. The page may load scripts and styles from this origin only, and open
+ * sockets to this host only (ws: and wss:, named explicitly: older browsers do not count them
+ * in 'self'). Files are revalidated by ETag, so an upgraded server is picked up at once.
+ */
+function sendConsoleFile(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+  const assets = consoleAssets();
+  if (assets instanceof Error) {
+    json(res, 503, { error: assets.message });
+    return true;
+  }
+  const a = assets.get(path);
+  if (a === undefined) return false;
+  const host = req.headers.host ?? '';
+  const sockets = HOST.test(host) ? ` ws://${host} wss://${host}` : '';
+  const headers: Record<string, string | number> = {
+    'content-type': a.type,
+    'cache-control': 'no-cache',
+    etag: a.etag,
     'x-content-type-options': 'nosniff',
-  });
-  res.end(CONSOLE_HTML);
-};
+    'referrer-policy': 'no-referrer',
+    'content-security-policy': `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'${sockets}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+  };
+  if (req.headers['if-none-match'] === a.etag) {
+    res.writeHead(304, headers);
+    res.end();
+    return true;
+  }
+  headers['content-length'] = a.body.length;
+  res.writeHead(200, headers);
+  res.end(req.method === 'HEAD' ? undefined : a.body);
+  return true;
+}
 
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
   return function onRequest(req, res) {
@@ -75,8 +102,6 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
         );
         return;
       }
-      case '/console':
-        return html(res);
       case '/whoami':
         if (debug === undefined) break;
         debug.authorize(req).then(
@@ -98,8 +123,15 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
         return;
       }
     }
-    // A browser opening the endpoint gets the console; other clients a hint.
-    if (path === '/' && (req.headers.accept ?? '').includes('text/html')) return html(res);
+    if (ctx.console === true) {
+      if ((path === '/console' || path.startsWith('/console/')) && sendConsoleFile(req, res, path === '/console/' ? '/console' : path))
+        return;
+      // A browser opening the endpoint gets the console; other clients a hint.
+      if (path === '/' && (req.headers.accept ?? '').includes('text/html')) {
+        sendConsoleFile(req, res, '/console');
+        return;
+      }
+    }
     if (ctx.wsPaths.includes(path)) {
       res.setHeader('upgrade', 'websocket');
       return json(res, 426, {

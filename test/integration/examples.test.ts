@@ -31,6 +31,13 @@ const EXPECTED: Record<string, (string | RegExp)[]> = {
   'attach-http.js': ['app route: hello from the app', 'echo: hello over http', 'done'],
   'attach-express.js': ['express route: {"from":"express"}', 'echo: hello over express', 'done'],
   'attach-fastify.js': ['fastify route: {"from":"fastify"}', 'echo: hello over fastify', 'done'],
+  'client.js': [
+    /^ws: "hello" id=[0-9a-f]{8}-1 route=eu from echo-1 conn \S+ seq 1 in \d+\.\d\d ms$/,
+    /^ws: ping \d+\.\d\d ms$/,
+    /^tcp: a=([0-9a-f]{8})-1 b=\1-2 c=\1-3$/,
+    'tcp: binary 010203 header=none',
+    'done',
+  ],
   'unix-ipc.js': [
     /^server \d+: listening on unix:.*echo\.sock$/,
     /^client \d+: connected as \S+$/,

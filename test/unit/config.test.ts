@@ -55,6 +55,7 @@ describe('defaults', () => {
       logFormat: 'auto',
       workers: 1,
       metrics: true,
+      console: true,
       adminPort: null,
       traceSampleRatio: 0.01,
       tlsCert: null,
