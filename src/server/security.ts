@@ -44,6 +44,7 @@ export async function loadTls(settings: Readonly<Settings>): Promise<TlsMaterial
     clientAuth: settings.tlsClientAuth,
     hostnames: tlsHostnames(settings),
     alpnProtocols: ['http/1.1'],
+    ciphers: settings.tlsCiphers,
   });
 }
 

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULTS, SETTINGS, helpText, loadSettings, resolveSettings } from '../../src/config/index.js';
+import { TLS_CIPHERS } from '../../src/config/schema.js';
 import type { Settings } from '../../src/config/index.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -84,6 +85,8 @@ describe('defaults', () => {
       replayWindowMs: null,
       replayMaxEntries: 10_000,
       workerId: null,
+      tlsCiphers: TLS_CIPHERS,
+      jwtMaxLifetimeMs: 0,
     } satisfies Settings);
   });
 

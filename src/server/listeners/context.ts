@@ -11,6 +11,7 @@ import type { Settings } from '../../config/index.js';
 import { EchoError, ErrorCode } from '../../errors.js';
 import { channels } from '../../core/events.js';
 import type { EchoCore } from '../../core/core.js';
+import { refuseRenegotiation } from '../../security/tls.js';
 import type { SecurityContext } from '../security.js';
 
 export interface ListenerContext {
@@ -41,6 +42,7 @@ export function streamServer(ctx: ListenerContext, listener: (socket: net.Socket
     listener,
   );
   server.on('tlsClientError', onTlsClientError);
+  refuseRenegotiation(server);
   ctx.tlsServers.push(server);
   return server;
 }
@@ -61,6 +63,7 @@ export function httpServer(ctx: ListenerContext, options: http.ServerOptions = {
   if (material === undefined) return http.createServer(bounded);
   const server = https.createServer({ ...material.serverOptions, handshakeTimeout: t, ...bounded });
   server.on('tlsClientError', onTlsClientError);
+  refuseRenegotiation(server);
   ctx.tlsServers.push(server);
   return server;
 }
