@@ -107,6 +107,8 @@ export class Connection implements ConnectionInfo {
   helloDeadline = 0;
   /** Bytes of partly received frames counted against the server-wide budget. */
   heldBytes = 0;
+  /** Epoch ms when the credential of this connection stops verifying (JWT exp + tolerance); 0 = never. */
+  authDeadline = 0;
   closeCode = 1006;
   closeReason: CloseReason = 'normal';
   closeDetail = '';

@@ -609,6 +609,10 @@ export class EchoCore implements ConnectionHost {
         c.close(CloseCode.POLICY_VIOLATION, 'hello timeout', 'handshake');
         continue;
       }
+      if (c.authDeadline !== 0 && now > c.authDeadline) {
+        c.close(CloseCode.POLICY_VIOLATION, 'token expired', 'auth');
+        continue;
+      }
       if (idleTimeoutMs > 0 && now - c.lastMessage > idleTimeoutMs) {
         c.close(CloseCode.GOING_AWAY, 'idle timeout', 'idle');
         continue;

@@ -15,7 +15,7 @@ import type { ConnectionInfo, TransportName, TransportStats } from '../core/type
 import { nativeMasking } from '../protocol/mask.js';
 import { duplexPair } from '../transports/inproc.js';
 import { makeStreamProtocol, refusalBytes } from '../transports/stream.js';
-import { pooledBuffers } from '../transports/ws.js';
+import { pooledBuffers, type AdmitResult } from '../transports/ws.js';
 import { V1Client, type V1ClientOptions } from '../client/stream-client.js';
 import type { MetricsSource } from './http-routes.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
@@ -183,7 +183,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   };
 
   /** Origin, then credentials (bearer header or query parameter), before the 101. */
-  const admit = (req: http.IncomingMessage): Promise<string | undefined> | string | undefined => {
+  const admit = (req: http.IncomingMessage): Promise<AdmitResult> | AdmitResult => {
     const sec = security as SecurityContext;
     const certIdentity = req.socket instanceof tls.TLSSocket ? peerIdentity(req.socket) : undefined;
     if (sec.origin !== undefined) {
@@ -193,8 +193,9 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     const auth = sec.auth;
     if (auth === undefined) return certIdentity;
     return auth.authenticate(extractBearer(req.headers.authorization, req.url, sec.authQueryParam)).then((r) => {
-      if (!r.ok) throw authHttpError();
-      return r.anonymous ? certIdentity : r.identity;
+      if (!r.ok) throw authHttpError(r.detail);
+      // The connection is closed when its token expires (validUntil: JWT exp + tolerance).
+      return { identity: r.anonymous ? certIdentity : r.identity, validUntil: r.validUntil };
     });
   };
 

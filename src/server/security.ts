@@ -75,6 +75,7 @@ export async function createSecurity(settings: Readonly<Settings>, env: NodeJS.P
         audience: settings.jwtAudience ?? undefined,
         issuer: settings.jwtIssuer ?? undefined,
         clockToleranceSec: settings.jwtClockToleranceMs / 1000,
+        maxLifetimeSec: settings.jwtMaxLifetimeMs / 1000,
       },
     });
   }

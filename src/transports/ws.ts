@@ -208,8 +208,11 @@ export interface WsUpgradeOptions {
    * Optional admission check (authentication, origin) run before the 101: resolve to the
    * identity (or undefined), or throw an HttpError to refuse.
    */
-  readonly admit?: ((req: IncomingMessage) => Promise<string | undefined> | string | undefined) | undefined;
+  readonly admit?: ((req: IncomingMessage) => Promise<AdmitResult> | AdmitResult) | undefined;
 }
+
+/** What admission found: the identity, or the identity and when its credential expires (epoch ms). */
+export type AdmitResult = string | undefined | { readonly identity: string | undefined; readonly validUntil: number | undefined };
 
 export function peerOf(socket: Duplex & { remoteAddress?: string; remotePort?: number }): string {
   const a = socket.remoteAddress;
@@ -249,8 +252,9 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     refuse(socket, e.status ?? 400, e.message, e.status === 426 ? ['Sec-WebSocket-Version: 13'] : []);
     return true;
   }
-  const accept = (identity: string | undefined): void => {
+  const accept = (result: AdmitResult): void => {
     if (socket.destroyed) return;
+    const identity = typeof result === 'object' ? result.identity : result;
     const admitted = core.admit('ws', peer, clientKeyOf('ws', identity, remote));
     if ('reason' in admitted) {
       refuse(socket, 503, admitted.message, ['Retry-After: 1']);
@@ -263,7 +267,9 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     socket.write(upgradeResponse(verdict));
     if (head.length > 0) socket.unshift(head);
     const v1 = verdict.protocol === SUBPROTOCOL_V1;
-    core.accept(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), admitted, identity);
+    const conn = core.accept(socket, 'ws', peer, (conn) => new WsProtocol(conn, v1), admitted, identity);
+    // A JWT connection is closed when its token expires (the core's sweep).
+    if (conn !== undefined && typeof result === 'object') conn.authDeadline = result.validUntil ?? 0;
   };
   const admit = opts.admit;
   if (admit === undefined) {
@@ -279,15 +285,22 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
   Promise.resolve()
     .then(() => admit(req))
     .then(
-      (identity) => {
+      (result) => {
         core.unreserve();
-        accept(identity);
+        accept(result);
       },
       (err: unknown) => {
         core.unreserve();
         const status = err instanceof HttpError ? err.status : 500;
         const message = err instanceof HttpError ? err.message : 'internal error';
-        core.reject('ws', status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake', peer, message);
+        // An auth refusal carries its cause for the log (never the credential); the wire gets `message`.
+        const detail = (err as { logDetail?: unknown }).logDetail;
+        core.reject(
+          'ws',
+          status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake',
+          peer,
+          typeof detail === 'string' ? detail : message,
+        );
         refuse(socket, status, message, status === 401 ? ['WWW-Authenticate: Bearer'] : []);
       },
     );

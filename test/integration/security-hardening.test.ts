@@ -11,15 +11,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { SignJWT } from 'jose';
-import WebSocket from 'ws';
 import { connectV1, createEchoServer, type V1Client } from '../../src/index.js';
 import { attachLogging, createLogger } from '../../src/observability/logger.js';
 import { encodeFrame, V1Opcode } from '../../src/protocol/v1.js';
 import { RawSocket } from '../../test-helpers/raw.js';
-import { httpGet, openWs, refusedUpgradeStatus, startServer, wsClosed, type StartedServer } from '../../test-helpers/server.js';
+import { httpGet, nextClose, openWs, refusedUpgradeStatus, startServer, wsClosed, type StartedServer } from '../../test-helpers/server.js';
 import { connectTls, startTlsServer, TlsV1, type TlsServer } from '../../test-helpers/tls.js';
 
 const JWT_SECRET = 'a-jwt-secret-of-at-least-32-bytes-long!!';
@@ -293,7 +291,12 @@ test('auth failures log their reason, never the credential', { timeout: 15_000 }
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      lines.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+      lines.push(
+        ...chunk
+          .toString()
+          .split('\n')
+          .filter((l) => l !== ''),
+      );
       cb();
     },
   });
@@ -311,33 +314,24 @@ test('auth failures log their reason, never the credential', { timeout: 15_000 }
   assert.equal(await refusedUpgradeStatus(`${s.wsUrl()}?token=${expired}`), 401);
   assert.equal(await refusedUpgradeStatus(`${s.wsUrl()}?token=${forged}`), 401);
   assert.equal(await refusedUpgradeStatus(s.wsUrl()), 401);
+  const tcpClosed = nextClose((e) => e.connection.transport === 'tcp');
   const c = await connectV1({ port: s.tcpPort });
   const closed = closeOf(c);
   c.hello({ token: expired }).catch(() => undefined);
   assert.equal((await within(closed, 5000, 'the close')).code, 1008);
-  // The TCP close is logged when the server side has closed: wait for that line.
-  while (!lines.some((l) => l.includes('"transport":"tcp"') && l.includes('connection.close'))) await delay(10);
+  // The logger subscribed to the close channel first: its line is written when this resolves.
+  await within(tcpClosed, 5000, 'the server-side close');
 
   const text = lines.join('\n');
   for (const token of [expired, forged]) assert.equal(text.includes(token), false, 'a credential reached the log');
   const auth = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['reason'] === 'auth');
-  const details = auth.map((l) => String(l['detail']));
-  assert.ok(
-    details.some((d) => /expired/.test(d) && auth.find((l) => l['detail'] === d)?.['transport'] === 'ws'),
-    details.join(' | '),
-  );
-  assert.ok(
-    details.some((d) => /bad signature/.test(d)),
-    details.join(' | '),
-  );
-  assert.ok(
-    details.some((d) => /missing/.test(d)),
-    details.join(' | '),
-  );
-  assert.ok(
-    details.some((d) => /expired/.test(d) && auth.find((l) => l['detail'] === d)?.['transport'] === 'tcp'),
-    details.join(' | '),
-  );
+  const has = (transport: string, event: string, cause: RegExp): boolean =>
+    auth.some((l) => l['transport'] === transport && l['event'] === event && cause.test(String(l['detail'])));
+  const seen = auth.map((l) => `${String(l['transport'])} ${String(l['event'])}: ${String(l['detail'])}`).join(' | ');
+  assert.ok(has('ws', 'connection.reject', /^unauthorized: expired/), seen);
+  assert.ok(has('ws', 'connection.reject', /^unauthorized: bad signature/), seen);
+  assert.ok(has('ws', 'connection.reject', /^unauthorized: missing credential/), seen);
+  assert.ok(has('tcp', 'connection.close', /^unauthorized: expired/), seen);
 });
 
 // ---------------------------------------------------------------------------------------------

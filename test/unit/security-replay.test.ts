@@ -113,7 +113,7 @@ test('replayFields: id must be a string; anything else is refused as invalid id'
 test('replayFields: ts is epoch ms or an RFC 3339 string; other forms are invalid ts', () => {
   assert.deepEqual(replayFields({ ts: T0 }), { id: undefined, ts: T0 });
   assert.deepEqual(replayFields({ id: 'x', ts: '2023-11-14T22:13:20Z' }), { id: 'x', ts: T0 });
-  for (const ts of ['yesterday', '', '1700000000000', null, true, {}, [], 1e400, '2023-11-14', '2023-11-14T22:13:20'])
+  for (const ts of ['yesterday', '', '1700000000000', null, true, {}, [], Infinity, NaN, '2023-11-14', '2023-11-14T22:13:20'])
     assert.equal(replayFields({ ts }), 'invalid ts', JSON.stringify(ts));
 });
 
