@@ -186,10 +186,14 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
           const e = authProtocolError();
           conn.close(e.closeCode, e.message, 'auth');
           conn.closeDetail = `unauthorized: ${result.detail}`; // logs only: the wire says 'unauthorized'
+          // Reading was paused for the check: resume it (the decoder is stopped, input is
+          // dropped) so the peer's end is seen now, not at the closing-handshake deadline.
+          conn.socket.resume();
           return;
         }
         if (refresh && !result.anonymous && result.identity !== conn.identity) {
           conn.close(CloseCode.POLICY_VIOLATION, 'identity changed', 'auth');
+          conn.socket.resume();
           return;
         }
         if (!result.anonymous && !refresh) {
