@@ -188,12 +188,12 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
           conn.closeDetail = `unauthorized: ${result.detail}`; // logs only: the wire says 'unauthorized'
           // Reading was paused for the check: resume it (the decoder is stopped, input is
           // dropped) so the peer's end is seen now, not at the closing-handshake deadline.
-          conn.socket.resume();
+          conn.resume(Pause.AUTH);
           return;
         }
         if (refresh && !result.anonymous && result.identity !== conn.identity) {
           conn.close(CloseCode.POLICY_VIOLATION, 'identity changed', 'auth');
-          conn.socket.resume();
+          conn.resume(Pause.AUTH);
           return;
         }
         if (!result.anonymous && !refresh) {
@@ -202,6 +202,7 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
           if (!core.moveLease(conn, result.identity)) {
             core.reject(conn.transport, 'limit', conn.peer, 'per-client connection limit');
             conn.close(CloseCode.TRY_AGAIN_LATER, 'too many connections from this client', 'limit');
+            conn.resume(Pause.AUTH);
             return;
           }
         }
