@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode, HttpError, ProtocolError, ErrorCode } from '../errors.js';
-import type { Connection, ProtocolAdapter } from '../core/connection.js';
+import { Pause, type Connection, type ProtocolAdapter } from '../core/connection.js';
 import { clientKeyOf, destroySoon, type EchoCore } from '../core/core.js';
 import type { MessageKind } from '../core/types.js';
 import { parseHeader, type MetadataHeader } from '../protocol/header.js';
@@ -131,13 +131,52 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         if (this.closeSent) return;
         this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(payloadStart, end)));
         return;
-      case V1Opcode.HELLO:
+      case V1Opcode.HELLO: {
         if (!conn.open) return;
-        this.sendBody(encodeBody(V1Opcode.HELLO, this.core.helloReply(conn)));
+        // With authentication on, a hello carrying a token refreshes the credential (a JWT
+        // connection is closed when its token expires), as on TCP.
+        const token = this.core.auth === undefined ? undefined : helloToken(buf.toString('utf8', payloadStart, end));
+        if (token !== undefined) return this.refresh(token);
+        this.sendBody(this.helloReply());
         return;
+      }
       default:
         return; // pong, and close (the WebSocket close frame closes a WebSocket)
     }
+  }
+
+  private helloReply(): Buffer {
+    return encodeBody(V1Opcode.HELLO, this.core.helloReply(this.conn));
+  }
+
+  /**
+   * Checks a refresh hello's token: it must verify and name the connection's identity (else
+   * close 1008); its expiry replaces the connection's. Reading pauses meanwhile; messages that
+   * arrived in the same read are echoed before the reply.
+   */
+  private refresh(token: string): void {
+    const conn = this.conn;
+    const auth = this.core.auth as NonNullable<EchoCore['auth']>;
+    conn.pause(Pause.AUTH);
+    auth.authenticate(token).then(
+      (result) => {
+        if (!conn.open) return;
+        if (!result.ok) {
+          conn.close(CloseCode.POLICY_VIOLATION, 'unauthorized', 'auth');
+          conn.closeDetail = `unauthorized: ${result.detail}`; // logs only: the wire says 'unauthorized'
+        } else if (!result.anonymous && result.identity !== conn.identity) {
+          conn.close(CloseCode.POLICY_VIOLATION, 'identity changed', 'auth');
+        } else {
+          conn.authDeadline = result.validUntil ?? 0;
+          const out = conn.out;
+          out.begin();
+          this.sendBody(this.helloReply());
+          out.finish();
+        }
+        conn.resume(Pause.AUTH);
+      },
+      (err: unknown) => conn.fail(err),
+    );
   }
 
   private sendBody(body: Buffer): void {
@@ -308,3 +347,14 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
 }
 
 function noop(): void {}
+
+/** The `token` of an echo.v1 hello payload, if it is a JSON object with a string token. */
+function helloToken(text: string): string | undefined {
+  try {
+    const hello = JSON.parse(text) as unknown;
+    const token = hello !== null && typeof hello === 'object' ? (hello as Record<string, unknown>)['token'] : undefined;
+    return typeof token === 'string' ? token : undefined;
+  } catch {
+    return undefined;
+  }
+}
