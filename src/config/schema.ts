@@ -63,6 +63,21 @@ export interface SettingDefinition<N extends string = string, V = unknown> {
 // setTimeout clamps delays above 2^31-1 ms to 1 ms (with a TimeoutOverflowWarning), which would
 // turn a "very long" timeout into an immediate one; cap durations there.
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * TLS 1.3 suites (all AEAD), then TLS 1.2: forward-secret ECDHE with AES-GCM or ChaCha20-Poly1305
+ * only. Node's default list also allows CBC suites (Lucky13-style padding oracles) for TLS 1.2.
+ */
+export const TLS_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 // sun_path in sockaddr_un: 108 bytes on Linux, 104 on macOS/BSD, including the NUL. Longer
 // paths fail at listen() with a confusing EINVAL/ENAMETOOLONG, so reject them up front.
 const MAX_UNIX_PATH = process.platform === 'linux' ? 107 : 103;
@@ -553,6 +568,23 @@ const ROWS = [
     kind: 'bool',
     default: false,
     doc: 'Let clients ask for faults (?close=CODE&after=N, ?drop=P, ?stall=MS, header close/drop); refused (403 / close 1008) without it.',
+  }),
+  row({
+    name: 'tlsCiphers',
+    flag: '--tls-ciphers',
+    kind: 'string',
+    default: TLS_CIPHERS,
+    defaultText: 'ECDHE with AES-GCM or ChaCha20-Poly1305, TLS 1.3 suites',
+    doc: 'OpenSSL cipher list offered on every TLS listener (colon-separated; TLS_* names are TLS 1.3 suites).',
+  }),
+  row({
+    name: 'jwtMaxLifetimeMs',
+    flag: '--jwt-max-lifetime',
+    kind: 'duration',
+    unit: 'ms',
+    max: MAX_TIMER_MS,
+    default: 0,
+    doc: 'Refuse JWTs valid for longer than this (exp - iat, or exp - now without iat); 0 = no cap.',
   }),
 ] as const;
 

@@ -114,6 +114,8 @@ export class Connection implements ConnectionInfo {
   heldBytes = 0;
   /** Latency/fault injection and whoami state; undefined unless the client asked for any. */
   debug: ConnectionDebug | undefined = undefined;
+  /** Epoch ms when the credential of this connection stops verifying (JWT exp + tolerance); 0 = never. */
+  authDeadline = 0;
   closeCode = 1006;
   closeReason: CloseReason = 'normal';
   closeDetail = '';
@@ -181,14 +183,25 @@ export class Connection implements ConnectionInfo {
     this.bytesOut += buf.length;
     this.stats.bytesOut += buf.length;
     const s = this.socket;
-    s.write(buf, onFlushed);
-    if (s.writableLength <= this.host.settings.maxQueueBytes) return true;
+    const max = this.host.settings.maxQueueBytes;
+    if (s.writableLength + buf.length <= max) {
+      s.write(buf, onFlushed);
+      if (s.writableLength <= max) return true;
+    } else {
+      // Over the limit: this write's flush is when the queue may be back under it. The socket's
+      // own 'drain' comes only above its highWaterMark (16 KiB), which a smaller limit never reaches.
+      const check = (this.queueCheck ??= queueCheck.bind(this));
+      s.write(buf, onFlushed === undefined ? check : chain(onFlushed, check));
+    }
     if (this.stalledSince === 0) {
       this.stalledSince = this.host.now;
       this.pause(Pause.QUEUE);
     }
     return false;
   }
+
+  /** Made on the first write over the queue limit (idle connections pay nothing for it). */
+  private queueCheck: (() => void) | undefined = undefined;
 
   /** Counts echoes/replies sent (per batch, not per message). */
   sent(messages: number): void {
@@ -249,6 +262,21 @@ export class Connection implements ConnectionInfo {
   fail(err: unknown): void {
     this.host.onConnectionError(this, err);
   }
+}
+
+/** A write made over the queue limit was flushed: resume reading when the queue is under it. */
+function queueCheck(this: Connection): void {
+  if (this.stalledSince !== 0 && this.socket.writableLength <= this.host.settings.maxQueueBytes) {
+    this.stalledSince = 0;
+    this.resume(Pause.QUEUE);
+  }
+}
+
+function chain(a: (err?: Error | null) => void, b: () => void): (err?: Error | null) => void {
+  return (err) => {
+    a(err);
+    b();
+  };
 }
 
 function onSocketData(this: LinkedSocket, chunk: Buffer): void {

@@ -39,7 +39,7 @@ import {
 } from './injection.js';
 import type { Authenticator } from '../security/auth.js';
 import { ClientLimits, clientKey, RateLimiter, rateCeilingError, type ClientLease, type RateLimitOptions } from '../security/rate-limit.js';
-import { replayError, type ReplayGuards } from '../security/replay.js';
+import { replayError, replayFields, type ReplayGuards } from '../security/replay.js';
 import {
   LATENCY_BUCKETS_SECONDS,
   type CloseReason,
@@ -591,16 +591,11 @@ export class EchoCore implements ConnectionHost {
   checkReplay(conn: Connection, header: MetadataHeader): void {
     const guards = this.replay;
     if (guards === undefined) return;
-    const id = header['id'];
-    const ts = header['ts'];
-    if (id === undefined && ts === undefined) return;
-    const verdict = guards
-      .for(replayKey(conn))
-      .check(
-        typeof id === 'string' || typeof id === 'number' ? String(id) : undefined,
-        typeof ts === 'number' ? ts : ts === undefined ? undefined : NaN,
-        this.clock.now(),
-      );
+    // id: a string only; ts: epoch ms or RFC 3339 (src/security/replay.ts).
+    const fields = replayFields(header);
+    if (typeof fields === 'string') throw replayError(fields);
+    if (fields.id === undefined && fields.ts === undefined) return;
+    const verdict = guards.for(replayKey(conn)).check(fields.id, fields.ts, this.clock.now());
     if (verdict !== 'ok') throw replayError(verdict);
   }
 
@@ -767,6 +762,10 @@ export class EchoCore implements ConnectionHost {
       }
       if (c.helloDeadline !== 0 && now > c.helloDeadline) {
         c.close(CloseCode.POLICY_VIOLATION, 'hello timeout', 'handshake');
+        continue;
+      }
+      if (c.authDeadline !== 0 && now > c.authDeadline) {
+        c.close(CloseCode.POLICY_VIOLATION, 'token expired', 'auth');
         continue;
       }
       if (idleTimeoutMs > 0 && now - c.lastMessage > idleTimeoutMs) {

@@ -98,7 +98,26 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     });
     return pino(options, stream);
   }
-  return opts.destination === undefined ? pino(options) : pino(options, opts.destination);
+  return pino(options, opts.destination ?? stdoutDestination());
+}
+
+/** Bytes of log lines held while stdout cannot take them; past it, lines are dropped. */
+const MAX_PENDING_LOG_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Standard output as pino's synchronous destination, made safe for a server: a write error
+ * (a full disk, a closed pipe) must never stop it from serving. pino's default stdout stream
+ * turns any error but EPIPE into an uncaught exception; here errors are swallowed (the lines
+ * are lost), and at most MAX_PENDING_LOG_BYTES wait for a retry.
+ */
+function stdoutDestination(): pino.DestinationStream {
+  const dest = pino.destination({ dest: 1, sync: true, maxLength: MAX_PENDING_LOG_BYTES });
+  dest.on('error', onLogWriteError);
+  return dest;
+}
+
+function onLogWriteError(): void {
+  // The line is lost; serving goes on (stderr may be just as full: nothing to report it to).
 }
 
 export interface AttachLoggingOptions {

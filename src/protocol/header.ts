@@ -7,11 +7,52 @@ import { isUtf8 } from './utf8.js';
 
 export type MetadataHeader = Record<string, unknown>;
 
-/** Parses `buf[start, end)`; throws ProtocolError 1002 unless it is a UTF-8 JSON object. */
+/**
+ * Deepest nesting of objects and arrays accepted in a header (the header object itself is
+ * level 1). Headers carry ids, timestamps and routing hints; thousands of nested arrays within
+ * `maxHeaderBytes` only serve to exhaust the stack of the recursive code that walks a parsed
+ * value (JSON.stringify of the echo, application hooks).
+ */
+export const MAX_HEADER_DEPTH = 32;
+
+/**
+ * The nesting depth of the JSON text `buf[start, end)`, in one pass over the bytes: `[` and `{`
+ * outside strings open a level, `]` and `}` close one; inside a string a backslash skips the
+ * next byte (so `\"` does not end it). UTF-8 continuation bytes are never ASCII, so bytes are
+ * enough. Stops as soon as the depth exceeds `limit`. Meaningful for valid JSON; on anything
+ * else the parser that follows refuses it anyway.
+ */
+export function jsonDepth(buf: Uint8Array, start = 0, end = buf.length, limit = Infinity): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = start; i < end; i++) {
+    const c = buf[i] as number;
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
+/**
+ * Parses `buf[start, end)`; throws ProtocolError 1002 unless it is a UTF-8 JSON object nested at
+ * most {@link MAX_HEADER_DEPTH} levels deep.
+ */
 export function parseHeader(buf: Buffer, start: number, end: number): MetadataHeader {
   // toString('utf8') would turn invalid bytes into U+FFFD, and the echo would then not carry
   // the client's fields unchanged: JSON text must be UTF-8 (RFC 8259 §8.1).
   if (!isUtf8(buf.subarray(start, end))) throw malformed('metadata header is not UTF-8');
+  // Before JSON.parse: a deep value would only blow the stack later (1011 instead of 1002).
+  if (jsonDepth(buf, start, end, MAX_HEADER_DEPTH) > MAX_HEADER_DEPTH)
+    throw malformed(`metadata header nested deeper than ${MAX_HEADER_DEPTH} levels`);
   let value: unknown;
   try {
     value = JSON.parse(buf.toString('utf8', start, end));

@@ -15,6 +15,29 @@ import { CloseCode, ConfigError, ErrorCode, HttpError, ProtocolError } from '../
 
 export type AuthMode = 'none' | 'token' | 'jwt';
 
+/**
+ * Why a credential was refused, for logs (never sent to the client): a stable word per check.
+ * `missing`: no credential; `too-long`: over {@link MAX_CREDENTIAL_BYTES}; `unknown-token`: no
+ * static token matches; `malformed`: not a JWS/JWT; `bad-signature`: the signature does not
+ * verify; `bad-algorithm`: an algorithm not pinned for the key; `unknown-key`: no JWKS key for
+ * its `kid`; `key-unavailable`: the JWKS could not be fetched; `expired`: past `exp` (+
+ * tolerance); `not-yet-valid`: before `nbf`; `bad-claim`: `aud`, `iss`, `sub` or another claim
+ * failed; `lifetime`: valid for longer than the lifetime cap.
+ */
+export type AuthFailure =
+  | 'missing'
+  | 'too-long'
+  | 'unknown-token'
+  | 'malformed'
+  | 'bad-signature'
+  | 'bad-algorithm'
+  | 'unknown-key'
+  | 'key-unavailable'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'bad-claim'
+  | 'lifetime';
+
 export type AuthResult =
   | {
       readonly ok: true;
@@ -22,8 +45,21 @@ export type AuthResult =
       readonly anonymous: boolean;
       /** The verified JWT's claims (never the token itself); absent for static tokens. */
       readonly claims?: Readonly<Record<string, unknown>>;
+      /**
+       * Epoch ms after which the credential no longer verifies (JWT `exp` plus the clock
+       * tolerance); undefined for credentials without an expiry (static tokens). A connection
+       * authenticated by it is closed then (1008 `token expired`).
+       */
+      readonly validUntil?: number;
     }
-  | { readonly ok: false; readonly reason: string; readonly detail: string };
+  | {
+      readonly ok: false;
+      /** For the wire: always `unauthorized`. */
+      readonly reason: string;
+      readonly cause: AuthFailure;
+      /** For logs: the cause in words and what the verifier said; never the credential. */
+      readonly detail: string;
+    };
 
 export interface JwtOptions {
   /** HS256 shared secret (UTF-8), at least 32 bytes (RFC 7518 §3.2). */
@@ -46,6 +82,11 @@ export interface JwtOptions {
   readonly jwksCacheMaxAgeMs?: number;
   /** JWKS: HTTP timeout. @default 5_000 (ms) */
   readonly jwksTimeoutMs?: number;
+  /**
+   * Longest accepted token lifetime, in seconds: `exp - iat`, or `exp - now` for a token
+   * without `iat`. Longer ones are refused (`lifetime`). @default 0 (no cap)
+   */
+  readonly maxLifetimeSec?: number;
 }
 
 export interface AuthenticatorOptions {
@@ -83,12 +124,35 @@ export const AUTH_DEFAULTS = Object.freeze({
 });
 
 const UNAUTHORIZED = 'unauthorized';
-const fail = (detail: string): AuthResult => ({ ok: false, reason: UNAUTHORIZED, detail });
+const FAILURE_TEXT: Readonly<Record<AuthFailure, string>> = Object.freeze({
+  missing: 'missing credential',
+  'too-long': 'credential too long',
+  'unknown-token': 'unknown token',
+  malformed: 'malformed token',
+  'bad-signature': 'bad signature',
+  'bad-algorithm': 'algorithm not allowed',
+  'unknown-key': 'unknown signing key',
+  'key-unavailable': 'signing keys unavailable',
+  expired: 'expired',
+  'not-yet-valid': 'not yet valid',
+  'bad-claim': 'claim check failed',
+  lifetime: 'lifetime above the cap',
+});
+const fail = (cause: AuthFailure, extra?: string): AuthResult => ({
+  ok: false,
+  reason: UNAUTHORIZED,
+  cause,
+  detail: extra === undefined ? FAILURE_TEXT[cause] : `${FAILURE_TEXT[cause]} (${extra})`,
+});
 
 /** The wire refusal on TCP (close 1008), always with the generic reason. */
 export const authProtocolError = (): ProtocolError => new ProtocolError(ErrorCode.AUTH, CloseCode.POLICY_VIOLATION, UNAUTHORIZED);
-/** The wire refusal before a WebSocket upgrade (HTTP 401), always with the generic reason. */
-export const authHttpError = (): HttpError => new HttpError(ErrorCode.AUTH, 401, UNAUTHORIZED);
+/**
+ * The wire refusal before a WebSocket upgrade (HTTP 401), always with the generic reason; the
+ * failure's `detail` rides along as `logDetail` for the reject event (never on the wire).
+ */
+export const authHttpError = (detail?: string): HttpError & { readonly logDetail?: string } =>
+  Object.assign(new HttpError(ErrorCode.AUTH, 401, UNAUTHORIZED), detail === undefined ? {} : { logDetail: `unauthorized: ${detail}` });
 
 // ---------------------------------------------------------------------------------------------
 // Credential extraction
@@ -211,12 +275,12 @@ function tokenAuthenticator(tokens: ReadonlyMap<string, string>): Authenticator[
   // length; comparing against every entry without an early exit hides which one matched.
   const table = [...tokens].map(([name, token]) => ({ name, digest: sha256(token) }));
   return async function authenticateToken(credential) {
-    if (credential === undefined || credential === '') return fail('token: missing credential');
-    if (Buffer.byteLength(credential) > MAX_CREDENTIAL_BYTES) return fail('token: credential too long');
+    if (credential === undefined || credential === '') return fail('missing', 'token');
+    if (Buffer.byteLength(credential) > MAX_CREDENTIAL_BYTES) return fail('too-long', 'token');
     const digest = sha256(credential);
     let match: string | undefined;
     for (const e of table) if (timingSafeEqual(e.digest, digest) && match === undefined) match = e.name;
-    return match === undefined ? fail('token: no match') : { ok: true, identity: match, anonymous: false };
+    return match === undefined ? fail('unknown-token', 'token') : { ok: true, identity: match, anonymous: false };
   };
 }
 
@@ -256,6 +320,9 @@ function jwtAuthenticator(jwt: JwtOptions, now: () => number): { authenticate: A
   const tolerance = jwt.clockToleranceSec ?? AUTH_DEFAULTS.clockToleranceSec;
   if (!Number.isFinite(tolerance) || tolerance < 0 || tolerance > 300)
     throw new ConfigError('jwtClockTolerance', `must be 0..300 seconds, got ${tolerance}`);
+  const maxLifetime = jwt.maxLifetimeSec ?? 0;
+  if (!Number.isFinite(maxLifetime) || maxLifetime < 0)
+    throw new ConfigError('jwtMaxLifetime', `must be a duration >= 0, got ${maxLifetime}`);
 
   // jose is imported only when JWT authentication is configured (kept out of the server's heap
   // otherwise); the first verification waits for it.
@@ -323,30 +390,53 @@ function jwtAuthenticator(jwt: JwtOptions, now: () => number): { authenticate: A
 
   const verifyKey = key;
   async function authenticateJwt(credential: string | undefined): Promise<AuthResult> {
-    if (credential === undefined || credential === '') return fail('jwt: missing credential');
-    if (Buffer.byteLength(credential) > MAX_CREDENTIAL_BYTES) return fail('jwt: credential too long');
+    if (credential === undefined || credential === '') return fail('missing', 'jwt');
+    if (Buffer.byteLength(credential) > MAX_CREDENTIAL_BYTES) return fail('too-long', 'jwt');
     const { jwtVerify, errors } = await jose;
     const k = await verifyKey;
     try {
-      const options: JWTVerifyOptions = { ...base, currentDate: new Date(now()) };
+      const at = now();
+      const options: JWTVerifyOptions = { ...base, currentDate: new Date(at) };
       // Two calls because jwtVerify's overloads take a key or a key resolver, not the union.
       const { payload } = typeof k === 'function' ? await jwtVerify(credential, k, options) : await jwtVerify(credential, k, options);
-      if (typeof payload.sub !== 'string' || payload.sub === '') return fail('jwt: empty sub');
-      return { ok: true, identity: payload.sub, anonymous: false, claims: Object.freeze({ ...payload }) };
+      if (typeof payload.sub !== 'string' || payload.sub === '') return fail('bad-claim', 'jwt: empty sub');
+      // requiredClaims made jose check that exp is present and a number.
+      const exp = payload.exp as number;
+      if (maxLifetime > 0) {
+        const from = typeof payload.iat === 'number' ? Math.min(payload.iat, at / 1000) : at / 1000;
+        if (exp - from > maxLifetime) return fail('lifetime', `jwt: ${Math.round(exp - from)} s > ${maxLifetime} s`);
+      }
+      return {
+        ok: true,
+        identity: payload.sub,
+        anonymous: false,
+        validUntil: (exp + tolerance) * 1000,
+        claims: Object.freeze({ ...payload }),
+      };
     } catch (err) {
-      return fail(`jwt: ${describeJoseError(errors, err)}`);
+      const { cause, text } = describeJoseError(errors, err);
+      return fail(cause, `jwt: ${text}`);
     }
   }
   return { authenticate: authenticateJwt, warnings };
 }
 
-/** A log line for a jose failure: its stable code and message (jose messages quote no values). */
-function describeJoseError(joseErrors: typeof import('jose').errors, err: unknown): string {
-  if (err instanceof joseErrors.JWTClaimValidationFailed || err instanceof joseErrors.JWTExpired)
-    return `${err.code} (${err.claim}: ${err.reason})`;
-  if (err instanceof joseErrors.JOSEError) return `${err.code}: ${err.message}`;
+/** The cause of a jose failure and a log text: its stable code and message (jose messages quote no values). */
+function describeJoseError(joseErrors: typeof import('jose').errors, err: unknown): { cause: AuthFailure; text: string } {
+  if (err instanceof joseErrors.JWTExpired) return { cause: 'expired', text: `${err.code} (${err.claim}: ${err.reason})` };
+  if (err instanceof joseErrors.JWTClaimValidationFailed)
+    return { cause: err.claim === 'nbf' ? 'not-yet-valid' : 'bad-claim', text: `${err.code} (${err.claim}: ${err.reason})` };
+  if (err instanceof joseErrors.JOSEError) {
+    const text = `${err.code}: ${err.message}`;
+    if (err instanceof joseErrors.JWSSignatureVerificationFailed) return { cause: 'bad-signature', text };
+    if (err instanceof joseErrors.JOSEAlgNotAllowed) return { cause: 'bad-algorithm', text };
+    if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys)
+      return { cause: 'unknown-key', text };
+    if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return { cause: 'key-unavailable', text };
+    return { cause: 'malformed', text };
+  }
   // Anything else (a bug, a network error of the JWKS fetch) — the name only.
-  return err instanceof Error ? err.name : 'error';
+  return { cause: 'key-unavailable', text: err instanceof Error ? err.name : 'error' };
 }
 
 // ---------------------------------------------------------------------------------------------

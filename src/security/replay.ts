@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { CloseCode, ConfigError, ErrorCode, ProtocolError } from '../errors.js';
 
-export type ReplayVerdict = 'ok' | 'duplicate' | 'stale' | 'future' | 'overflow';
+export type ReplayVerdict = 'ok' | 'duplicate' | 'stale' | 'future' | 'overflow' | 'invalid id' | 'invalid ts';
 
 export interface ReplayGuardOptions {
   /** Accepted clock skew of `ts` either way, and how long an `id` is remembered. @default 30_000 (ms) */
@@ -100,6 +100,71 @@ export class ReplayGuard {
       this.#seen.delete(k);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header fields
+
+// Longest `ts` string looked at: RFC 3339 with nanoseconds and an offset is 35 characters.
+const MAX_TS_LENGTH = 64;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * An RFC 3339 date-time (`2026-02-04T12:00:00Z`, `2026-02-04T13:00:00.250+01:00`) as epoch
+ * milliseconds, or NaN. Strict: every field in range (a leap second `:60` counts as `:59`),
+ * an offset or `Z` required — `Date.parse` would take local time for a missing offset and
+ * accept many other shapes.
+ */
+export function parseRfc3339(text: string): number {
+  if (text.length > MAX_TS_LENGTH) return NaN;
+  const m = RFC3339.exec(text);
+  if (m === null) return NaN;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60) return NaN;
+  // Day 0 of the next month is the last day of this one (2000 is a leap year, 2001 is not).
+  if (day > new Date(Date.UTC(isLeap(year) ? 2000 : 2001, month, 0)).getUTCDate()) return NaN;
+  let offsetMin = 0;
+  if (m[8] !== undefined) {
+    const oh = Number(m[9]);
+    const om = Number(m[10]);
+    if (oh > 23 || om > 59) return NaN;
+    offsetMin = (m[8] === '-' ? -1 : 1) * (oh * 60 + om);
+  }
+  const ms = m[7] === undefined ? 0 : Number(m[7].slice(0, 3).padEnd(3, '0'));
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, Math.min(second, 59), ms);
+  return date.getTime() - offsetMin * 60_000;
+}
+
+function isLeap(y: number): boolean {
+  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+}
+
+/**
+ * A header's `ts` as epoch milliseconds: a finite JSON number (epoch ms), or an RFC 3339 string.
+ * Undefined when absent, NaN when present in any other form.
+ */
+export function headerTimestamp(ts: unknown): number | undefined {
+  if (ts === undefined) return undefined;
+  if (typeof ts === 'number') return Number.isFinite(ts) ? ts : NaN;
+  return typeof ts === 'string' ? parseRfc3339(ts) : NaN;
+}
+
+/**
+ * The replay fields of a metadata header, validated: `id` must be a string (JSON numbers,
+ * objects, arrays, booleans and null are refused, so that no two spellings map to one id and no
+ * id escapes the table), `ts` a number of epoch ms or an RFC 3339 string. Returns the verdict
+ * to refuse with (1008) otherwise.
+ */
+export function replayFields(
+  header: Readonly<Record<string, unknown>>,
+): { id: string | undefined; ts: number | undefined } | 'invalid id' | 'invalid ts' {
+  const rawId = header['id'];
+  if (rawId !== undefined && typeof rawId !== 'string') return 'invalid id';
+  const ts = headerTimestamp(header['ts']);
+  if (ts !== undefined && Number.isNaN(ts)) return 'invalid ts';
+  return { id: rawId, ts };
 }
 
 /** The close for a refused message (1008); the reason names the verdict, which is not a secret. */

@@ -10,8 +10,9 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import { createSecureContext, type SecureContextOptions, type TLSSocket, type TlsOptions } from 'node:tls';
+import { createSecureContext, type SecureContextOptions, type Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import { Worker } from 'node:worker_threads';
+import { TLS_CIPHERS } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { SelfSignedRequest } from './self-signed-worker.js';
 
@@ -34,6 +35,11 @@ export interface TlsMaterialOptions {
   readonly selfSignedDays?: number;
   /** Clock for the generated certificate's validity, epoch ms. @default Date.now */
   readonly now?: () => number;
+  /**
+   * OpenSSL cipher list (TLS 1.2 names, and `TLS_*` TLS 1.3 suites), in the server's order of
+   * preference. @default TLS_DEFAULTS.ciphers (ECDHE with AES-GCM or ChaCha20-Poly1305)
+   */
+  readonly ciphers?: string;
 }
 
 export interface TlsMaterial {
@@ -55,6 +61,8 @@ export interface TlsMaterial {
 
 export const TLS_DEFAULTS = Object.freeze({
   minVersion: 'TLSv1.2' as const,
+  /** The `tlsCiphers` setting's default (src/config/schema.ts): no CBC, no static RSA, no DHE. */
+  ciphers: TLS_CIPHERS,
   /** days */
   selfSignedDays: 365,
   /** ms: coalesces the several events one file rotation produces */
@@ -161,11 +169,21 @@ export async function loadTlsMaterial(options: TlsMaterialOptions): Promise<TlsM
       throw new ConfigError('tlsCa', 'not a PEM CA bundle');
     }
   }
+  const ciphers = options.ciphers ?? TLS_DEFAULTS.ciphers;
+  try {
+    createSecureContext({ ciphers, minVersion: TLS_DEFAULTS.minVersion });
+  } catch {
+    throw new ConfigError('tlsCiphers', `not a cipher list OpenSSL accepts: ${ciphers}`);
+  }
+  // The cipher list is part of the secure context, so a certificate reload keeps it.
   const secureContextOptions: SecureContextOptions = Object.freeze({
     key,
     cert,
     ...(ca !== undefined && { ca }),
     minVersion: TLS_DEFAULTS.minVersion,
+    ciphers,
+    // Our order, not the client's: a client preferring a weaker suite of the list does not get it.
+    honorCipherOrder: true,
   });
 
   const notAfter = new Date(leaf.validTo);
@@ -210,6 +228,32 @@ export function peerIdentity(socket: TLSSocket): string | undefined {
     .filter((e): e is [string, string | string[]] => e[1] !== undefined)
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`);
   return parts.length > 0 ? parts.join(',') : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renegotiation
+
+/**
+ * Refuses TLS renegotiation on every connection of `server` (a `tls.Server` or `https.Server`).
+ * Node limits renegotiations to 3 per 10 minutes and then only *emits* `ERR_TLS_SESSION_ATTACK`
+ * on the socket, which stays open; each renegotiation costs the server a handshake (a CPU
+ * amplification, and a way to keep an unauthenticated connection busy). We need none: client
+ * certificates are asked for in the first handshake, and TLS 1.3 has no renegotiation at all.
+ */
+export function refuseRenegotiation(server: TlsServer): void {
+  server.on('secureConnection', onSecureConnection);
+}
+
+function onSecureConnection(socket: TLSSocket): void {
+  socket.disableRenegotiation();
+  // First in line: the HTTP server's own error handler would answer 400 on the socket, which a
+  // client in the middle of its renegotiation handshake does not read as the end.
+  socket.prependListener('error', onTlsSocketError);
+}
+
+/** A renegotiation attempt is an error event on the socket: end the connection there. */
+function onTlsSocketError(this: TLSSocket, err: NodeJS.ErrnoException): void {
+  if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' || err.code === 'ERR_TLS_SESSION_ATTACK') this.destroy();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import type { ConnectionInfo, TransportName, TransportStats } from '../core/type
 import { nativeMasking } from '../protocol/mask.js';
 import { duplexPair } from '../transports/inproc.js';
 import { makeStreamProtocol, refusalBytes } from '../transports/stream.js';
-import { pooledBuffers } from '../transports/ws.js';
+import { pooledBuffers, type Admission } from '../transports/ws.js';
 import { V1Client, type V1ClientOptions } from '../client/stream-client.js';
 import type { MetricsSource } from './http-routes.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
@@ -28,7 +28,6 @@ import { startAdminListener, startWsListener } from './listeners/http.js';
 import { startStreamListener } from './listeners/stream.js';
 import { startUnixListener } from './listeners/unix.js';
 import { createDebugContext } from './debug.js';
-import type { Admission } from '../transports/ws.js';
 
 export interface EchoServerOptions extends Partial<Settings> {
   /** Message hook (default: echo). See `MessageHandler`. */
@@ -200,10 +199,10 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     const auth = sec.auth;
     if (auth === undefined) return certIdentity;
     return auth.authenticate(extractBearer(req.headers.authorization, req.url, sec.authQueryParam)).then((r) => {
-      if (!r.ok) throw authHttpError();
-      if (r.anonymous) return certIdentity;
-      // JWT claims ride along for the whoami view of echo.v1 hello replies.
-      return r.claims === undefined ? r.identity : { identity: r.identity, claims: r.claims };
+      if (!r.ok) throw authHttpError(r.detail);
+      // JWT claims ride along for the whoami view of echo.v1 hello replies; the connection is
+      // closed when its token expires (validUntil: JWT exp + tolerance).
+      return { identity: r.anonymous ? certIdentity : r.identity, claims: r.claims, validUntil: r.validUntil };
     });
   };
 

@@ -34,6 +34,23 @@ export interface RoutesContext {
   readonly console?: boolean;
 }
 
+/**
+ * Headers on every response of these routes (JSON, metrics, the console, errors): no MIME
+ * sniffing (a JSON body that echoes client text must never render as HTML), no framing
+ * (clickjacking of the console), no Referer leaking a `?token=` URL to another site. JSON gets a
+ * CSP that allows nothing, should a browser ever render it.
+ */
+const HARDENING_HEADERS: readonly (readonly [string, string])[] = Object.freeze([
+  ['x-content-type-options', 'nosniff'],
+  ['x-frame-options', 'DENY'],
+  ['referrer-policy', 'no-referrer'],
+  ['content-security-policy', "default-src 'none'; frame-ancestors 'none'"],
+]);
+
+function setHardeningHeaders(res: ServerResponse): void {
+  for (const [name, value] of HARDENING_HEADERS) res.setHeader(name, value);
+}
+
 const json = (res: ServerResponse, status: number, body: unknown): void => {
   const text = JSON.stringify(body) + '\n';
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -79,6 +96,7 @@ function sendConsoleFile(req: IncomingMessage, res: ServerResponse, path: string
 
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
   return function onRequest(req, res) {
+    setHardeningHeaders(res);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);

@@ -13,6 +13,7 @@ import { createOriginCheck, selfOrigins, type OriginCheck } from '../security/or
 import { ClientLimits, rateLimitEnabled, type RateLimitOptions } from '../security/rate-limit.js';
 import { ReplayGuards } from '../security/replay.js';
 import { loadTlsMaterial, type TlsMaterial } from '../security/tls.js';
+import { fdLimitWarning, readOpenFileLimit } from './fd-limit.js';
 
 export interface SecurityContext {
   /** TLS for every network listener; undefined with `insecure`. */
@@ -44,6 +45,7 @@ export async function loadTls(settings: Readonly<Settings>): Promise<TlsMaterial
     clientAuth: settings.tlsClientAuth,
     hostnames: tlsHostnames(settings),
     alpnProtocols: ['http/1.1'],
+    ciphers: settings.tlsCiphers,
   });
 }
 
@@ -74,10 +76,14 @@ export async function createSecurity(settings: Readonly<Settings>, env: NodeJS.P
         audience: settings.jwtAudience ?? undefined,
         issuer: settings.jwtIssuer ?? undefined,
         clockToleranceSec: settings.jwtClockToleranceMs / 1000,
+        maxLifetimeSec: settings.jwtMaxLifetimeMs / 1000,
       },
     });
   }
   if (auth !== undefined) warnings.push(...auth.warnings);
+  // Every connection holds a file descriptor: say so when the OS limit is below maxConnections.
+  const fdWarning = fdLimitWarning(settings.maxConnections, readOpenFileLimit());
+  if (fdWarning !== undefined) warnings.push(fdWarning);
   // Framings without a hello cannot carry credentials: only a client certificate can identify them.
   if (auth !== undefined && settings.tlsClientAuth !== 'require') {
     if (settings.tcpPort !== null && settings.tcpFraming === 'len')

@@ -84,8 +84,9 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
   ): void {
     const conn = this.conn;
     const out = conn.out;
+    // A hello is being checked (the first one, or a refresh): later frames wait for the verdict.
+    if (this.held !== undefined) return this.hold(opcode, buf, frameStart, headerStart, headerEnd, payloadStart, end);
     if (this.awaitingHello) {
-      if (this.held !== undefined) return this.hold(opcode, buf, frameStart, headerStart, headerEnd, payloadStart, end);
       if (opcode === V1Opcode.HELLO) return this.authenticate(buf.toString('utf8', payloadStart, end));
       if (opcode !== V1Opcode.CLOSE) throw HELLO_REQUIRED();
     }
@@ -108,6 +109,9 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
         return;
       case V1Opcode.HELLO:
         if (!conn.open) return;
+        // With authentication on, a later hello carrying a token refreshes the credential
+        // (a JWT connection is closed when its token expires).
+        if (this.core.auth !== undefined) return this.authenticate(buf.toString('utf8', payloadStart, end), true);
         out.write(this.helloReply());
         return;
       case V1Opcode.CLOSE: {
@@ -145,8 +149,12 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
     });
   }
 
-  /** Checks the hello's credentials; frames after it wait, reading is paused. */
-  private authenticate(text: string): void {
+  /**
+   * Checks the hello's credentials; frames after it wait, reading is paused. `refresh`: a hello
+   * after the first one; without a token it is simply answered, with one it must verify and
+   * name the same identity, and its expiry replaces the connection's.
+   */
+  private authenticate(text: string, refresh = false): void {
     const conn = this.conn;
     const core = this.core;
     const auth = core.auth;
@@ -157,6 +165,10 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
       token = hello['token'];
     } catch {
       throw malformed('hello must be a JSON object with "v": 1');
+    }
+    if (refresh && token === undefined) {
+      conn.out.write(this.helloReply());
+      return;
     }
     this.held = [];
     // The frames after the hello may be anything its client may send.
@@ -173,9 +185,18 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
         if (!result.ok) {
           const e = authProtocolError();
           conn.close(e.closeCode, e.message, 'auth');
+          conn.closeDetail = `unauthorized: ${result.detail}`; // logs only: the wire says 'unauthorized'
+          // Reading was paused for the check: resume it (the decoder is stopped, input is
+          // dropped) so the peer's end is seen now, not at the closing-handshake deadline.
+          conn.resume(Pause.AUTH);
           return;
         }
-        if (!result.anonymous) {
+        if (refresh && !result.anonymous && result.identity !== conn.identity) {
+          conn.close(CloseCode.POLICY_VIOLATION, 'identity changed', 'auth');
+          conn.resume(Pause.AUTH);
+          return;
+        }
+        if (!result.anonymous && !refresh) {
           conn.identity = result.identity;
           if ('claims' in result && result.claims !== undefined && core.describe !== undefined)
             core.whoamiContext.set(conn, { claims: result.claims });
@@ -183,9 +204,11 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
           if (!core.moveLease(conn, result.identity)) {
             core.reject(conn.transport, 'limit', conn.peer, 'per-client connection limit');
             conn.close(CloseCode.TRY_AGAIN_LATER, 'too many connections from this client', 'limit');
+            conn.resume(Pause.AUTH);
             return;
           }
         }
+        conn.authDeadline = 'validUntil' in result ? (result.validUntil ?? 0) : 0;
         this.awaitingHello = false;
         conn.helloDeadline = 0;
         const held = this.held ?? [];

@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode, HttpError, ProtocolError, ErrorCode } from '../errors.js';
-import type { Connection, ProtocolAdapter } from '../core/connection.js';
+import { Pause, type Connection, type ProtocolAdapter } from '../core/connection.js';
 import { clientKeyOf, destroySoon, type EchoCore } from '../core/core.js';
 import { injectionHttpError, type ConnectionInjection } from '../core/injection.js';
 import type { MessageKind } from '../core/types.js';
@@ -132,13 +132,52 @@ export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
         if (this.closeSent) return;
         this.sendBody(encodeBody(V1Opcode.PONG, buf.subarray(payloadStart, end)));
         return;
-      case V1Opcode.HELLO:
+      case V1Opcode.HELLO: {
         if (!conn.open) return;
-        this.sendBody(encodeBody(V1Opcode.HELLO, this.core.helloReply(conn)));
+        // With authentication on, a hello carrying a token refreshes the credential (a JWT
+        // connection is closed when its token expires), as on TCP.
+        const token = this.core.auth === undefined ? undefined : helloToken(buf.toString('utf8', payloadStart, end));
+        if (token !== undefined) return this.refresh(token);
+        this.sendBody(this.helloReply());
         return;
+      }
       default:
         return; // pong, and close (the WebSocket close frame closes a WebSocket)
     }
+  }
+
+  private helloReply(): Buffer {
+    return encodeBody(V1Opcode.HELLO, this.core.helloReply(this.conn));
+  }
+
+  /**
+   * Checks a refresh hello's token: it must verify and name the connection's identity (else
+   * close 1008); its expiry replaces the connection's. Reading pauses meanwhile; messages that
+   * arrived in the same read are echoed before the reply.
+   */
+  private refresh(token: string): void {
+    const conn = this.conn;
+    const auth = this.core.auth as NonNullable<EchoCore['auth']>;
+    conn.pause(Pause.AUTH);
+    auth.authenticate(token).then(
+      (result) => {
+        if (!conn.open) return;
+        if (!result.ok) {
+          conn.close(CloseCode.POLICY_VIOLATION, 'unauthorized', 'auth');
+          conn.closeDetail = `unauthorized: ${result.detail}`; // logs only: the wire says 'unauthorized'
+        } else if (!result.anonymous && result.identity !== conn.identity) {
+          conn.close(CloseCode.POLICY_VIOLATION, 'identity changed', 'auth');
+        } else {
+          conn.authDeadline = result.validUntil ?? 0;
+          const out = conn.out;
+          out.begin();
+          this.sendBody(this.helloReply());
+          out.finish();
+        }
+        conn.resume(Pause.AUTH);
+      },
+      (err: unknown) => conn.fail(err),
+    );
   }
 
   private sendBody(body: Buffer): void {
@@ -213,8 +252,18 @@ export interface WsUpgradeOptions {
   readonly admit?: ((req: IncomingMessage) => Promise<Admission> | Admission) | undefined;
 }
 
-/** What an admission check resolves to: the identity, optionally with its JWT claims (for whoami). */
-export type Admission = string | undefined | { readonly identity: string | undefined; readonly claims?: Readonly<Record<string, unknown>> };
+/**
+ * What an admission check resolves to: the identity, optionally with its JWT claims (for whoami)
+ * and when its credential expires (epoch ms; the connection is closed then).
+ */
+export type Admission =
+  | string
+  | undefined
+  | {
+      readonly identity: string | undefined;
+      readonly claims?: Readonly<Record<string, unknown>>;
+      readonly validUntil?: number | undefined;
+    };
 
 export function peerOf(socket: Duplex & { remoteAddress?: string; remotePort?: number }): string {
   const a = socket.remoteAddress;
@@ -287,6 +336,8 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
     if (v1 && core.describe !== undefined)
       core.whoamiContext.set(conn, { request: req, claims: typeof admission === 'object' ? admission.claims : undefined });
     if (injection !== undefined) core.applyUrlInjection(conn, injection);
+    // A JWT connection is closed when its token expires (the core's sweep).
+    if (typeof admission === 'object') conn.authDeadline = admission.validUntil ?? 0;
   };
   const admit = opts.admit;
   if (admit === undefined) {
@@ -310,7 +361,14 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
         core.unreserve();
         const status = err instanceof HttpError ? err.status : 500;
         const message = err instanceof HttpError ? err.message : 'internal error';
-        core.reject('ws', status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake', peer, message);
+        // An auth refusal carries its cause for the log (never the credential); the wire gets `message`.
+        const detail = (err as { logDetail?: unknown }).logDetail;
+        core.reject(
+          'ws',
+          status === 401 ? 'auth' : status === 403 ? 'policy' : 'handshake',
+          peer,
+          typeof detail === 'string' ? detail : message,
+        );
         refuse(socket, status, message, status === 401 ? ['WWW-Authenticate: Bearer'] : []);
       },
     );
@@ -318,3 +376,14 @@ export function handleUpgrade(core: EchoCore, opts: WsUpgradeOptions, req: Incom
 }
 
 function noop(): void {}
+
+/** The `token` of an echo.v1 hello payload, if it is a JSON object with a string token. */
+function helloToken(text: string): string | undefined {
+  try {
+    const hello = JSON.parse(text) as unknown;
+    const token = hello !== null && typeof hello === 'object' ? (hello as Record<string, unknown>)['token'] : undefined;
+    return typeof token === 'string' ? token : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ProtocolError } from '../../src/errors.js';
+import { jsonDepth, MAX_HEADER_DEPTH, parseHeader } from '../../src/protocol/header.js';
 import { encodeLen, LenDecoder } from '../../src/protocol/len.js';
 import { encodeClose, encodeFrame as encodeV1, V1Decoder, V1Opcode } from '../../src/protocol/v1.js';
 import { encodeFrame as encodeWs, RESERVE, WsOpcode, WsReceiver } from '../../src/protocol/ws-frame.js';
@@ -241,5 +242,54 @@ describe('property: arbitrary and corrupted input', () => {
       }),
       { seed: SEED + 5, numRuns: 500 },
     );
+  });
+});
+
+describe('metadata header nesting (issue 14 item 7)', () => {
+  const depthOf = (v: unknown): number =>
+    v !== null && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v as Record<string, unknown>).map(depthOf)) : 0;
+  // Strings full of brackets, quotes and backslashes: the scan must not count what is inside them.
+  const tricky = fc.string({ unit: fc.constantFrom('[', ']', '{', '}', '"', '\\', 'a', 'é', '\u0000'), maxLength: 12 });
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      tricky,
+      fc.integer(),
+      fc.constant(null),
+      fc.array(tie('v'), { maxLength: 3 }),
+      fc.dictionary(tricky, tie('v'), { maxKeys: 3 }),
+    ),
+  })).v;
+
+  test('jsonDepth of JSON text equals the depth of the value', () => {
+    fc.assert(
+      fc.property(value, (v) => {
+        const text = Buffer.from(JSON.stringify(v));
+        assert.equal(jsonDepth(text), depthOf(v));
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
+  test('parseHeader accepts up to MAX_HEADER_DEPTH levels and refuses deeper with 1002', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 200 }), tricky, (depth, filler) => {
+        const inner = JSON.stringify(filler);
+        const text = Buffer.from(`{"k":${'['.repeat(depth - 1)}${inner}${']'.repeat(depth - 1)}}`);
+        if (depth <= MAX_HEADER_DEPTH) assert.deepEqual(Object.keys(parseHeader(text, 0, text.length)), ['k']);
+        else
+          assert.throws(
+            () => parseHeader(text, 0, text.length),
+            (e: unknown) => e instanceof ProtocolError && e.closeCode === 1002 && /nested deeper/.test(e.message),
+          );
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
+  test('100 000 levels are refused at once, without a stack overflow', () => {
+    const text = Buffer.from(`{"a":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    assert.equal(jsonDepth(text, 0, text.length, MAX_HEADER_DEPTH), MAX_HEADER_DEPTH + 1);
+    assert.throws(() => parseHeader(text, 0, text.length), ProtocolError);
   });
 });

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULTS, SETTINGS, helpText, loadSettings, resolveSettings } from '../../src/config/index.js';
+import { TLS_CIPHERS } from '../../src/config/schema.js';
 import type { Settings } from '../../src/config/index.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -89,6 +90,8 @@ describe('defaults', () => {
       httpEchoPath: '/echo',
       maxDelayMs: 30_000,
       faultInjection: false,
+      tlsCiphers: TLS_CIPHERS,
+      jwtMaxLifetimeMs: 0,
     } satisfies Settings);
   });
 

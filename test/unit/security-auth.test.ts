@@ -18,6 +18,7 @@ import {
   loadTokens,
   parseTokens,
   redactUrl,
+  type AuthFailure,
   type AuthResult,
 } from '../../src/security/auth.js';
 
@@ -27,10 +28,11 @@ const SECRET = 'this-is-a-test-secret-of-32-bytes!!';
 const ALICE = 'alice-token-0123456789abcdef';
 const BOB = 'bob-token-0123456789abcdef';
 
-function assertRefused(r: AuthResult, secretsThatMustNotLeak: readonly string[] = []): string {
+function assertRefused(r: AuthResult, secretsThatMustNotLeak: readonly string[] = [], cause?: AuthFailure): string {
   assert.equal(r.ok, false);
   if (r.ok) return '';
   assert.equal(r.reason, 'unauthorized');
+  if (cause !== undefined) assert.equal(r.cause, cause, r.detail);
   for (const s of secretsThatMustNotLeak) assert.ok(!r.detail.includes(s), `detail leaks: ${r.detail}`);
   return r.detail;
 }
@@ -133,11 +135,11 @@ test('token: right, wrong, missing, too long', async () => {
   assert.deepEqual(await auth.authenticate(ALICE), { ok: true, identity: 'alice', anonymous: false });
   assert.deepEqual(await auth.authenticate(BOB), { ok: true, identity: 'bob', anonymous: false });
   const wrong = `${ALICE}x`;
-  assertRefused(await auth.authenticate(wrong), [wrong, ALICE, BOB]);
-  assertRefused(await auth.authenticate(ALICE.slice(0, -1)), [ALICE]);
-  assertRefused(await auth.authenticate(undefined));
-  assertRefused(await auth.authenticate(''));
-  assert.match(assertRefused(await auth.authenticate('x'.repeat(MAX_CREDENTIAL_BYTES + 1))), /too long/);
+  assert.match(assertRefused(await auth.authenticate(wrong), [wrong, ALICE, BOB], 'unknown-token'), /^unknown token/);
+  assertRefused(await auth.authenticate(ALICE.slice(0, -1)), [ALICE], 'unknown-token');
+  assert.match(assertRefused(await auth.authenticate(undefined), [], 'missing'), /^missing credential/);
+  assertRefused(await auth.authenticate(''), [], 'missing');
+  assert.match(assertRefused(await auth.authenticate('x'.repeat(MAX_CREDENTIAL_BYTES + 1)), [], 'too-long'), /too long/);
   assert.throws(() => createAuthenticator({ mode: 'token' }), ConfigError);
   assert.throws(() => createAuthenticator({ mode: 'token', tokens: new Map([['a', 'short']]) }), ConfigError);
 });
@@ -177,7 +179,11 @@ const hsAuth = createAuthenticator({
 
 test('jwt HS256: valid token gives the subject', async () => {
   const hsResult = await hsAuth.authenticate(await hs());
-  assert.deepEqual({ ...hsResult, claims: undefined }, { ok: true, identity: 'svc-a', anonymous: false, claims: undefined });
+  // validUntil: exp + the clock tolerance, when the connection it opened is closed.
+  assert.deepEqual(
+    { ...hsResult, claims: undefined },
+    { ok: true, identity: 'svc-a', anonymous: false, validUntil: (NOW_S + 330) * 1000, claims: undefined },
+  );
   // The verified claims come with the identity (for /whoami), never the token.
   assert.equal(hsResult.ok && hsResult.claims?.['sub'], 'svc-a');
   assert.deepEqual(hsAuth.warnings, []);
@@ -192,7 +198,7 @@ test('jwt: expired, and the clock tolerance', async () => {
     .setExpirationTime(NOW_S - 31)
     .sign(secretKey);
   const t = await hs();
-  assert.match(assertRefused(await hsAuth.authenticate(expiredLongAgo), [expiredLongAgo, SECRET]), /ERR_JWT_EXPIRED/);
+  assert.match(assertRefused(await hsAuth.authenticate(expiredLongAgo), [expiredLongAgo, SECRET], 'expired'), /^expired .*ERR_JWT_EXPIRED/);
   const withinSkew = await new SignJWT({})
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject('s')
@@ -213,7 +219,7 @@ test('jwt: not yet valid (nbf beyond the tolerance)', async () => {
     .setNotBefore(NOW_S + 60)
     .setExpirationTime(NOW_S + 600)
     .sign(secretKey);
-  assert.match(assertRefused(await hsAuth.authenticate(t)), /nbf/);
+  assert.match(assertRefused(await hsAuth.authenticate(t), [], 'not-yet-valid'), /nbf/);
 });
 
 test('jwt: wrong audience, wrong issuer', async () => {
@@ -224,7 +230,7 @@ test('jwt: wrong audience, wrong issuer', async () => {
     .setIssuer('https://issuer.test')
     .setExpirationTime(NOW_S + 60)
     .sign(secretKey);
-  assert.match(assertRefused(await hsAuth.authenticate(aud)), /aud/);
+  assert.match(assertRefused(await hsAuth.authenticate(aud), [], 'bad-claim'), /aud/);
   const iss = await new SignJWT({})
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject('s')
@@ -237,13 +243,13 @@ test('jwt: wrong audience, wrong issuer', async () => {
 
 test('jwt: bad signature, tampered payload, other HMAC algorithm', async () => {
   const other = await hs({}, 'HS256', new TextEncoder().encode('another-secret-of-at-least-32-bytes!!'));
-  assert.match(assertRefused(await hsAuth.authenticate(other)), /signature/i);
+  assert.match(assertRefused(await hsAuth.authenticate(other), [], 'bad-signature'), /^bad signature/);
   const good = await hs();
   const [h, , s] = good.split('.');
   const forged = `${h}.${base64url.encode(JSON.stringify({ sub: 'root', aud: 'echo', iss: 'https://issuer.test', exp: NOW_S + 60 }))}.${s}`;
   assertRefused(await hsAuth.authenticate(forged));
   const hs384 = await hs({}, 'HS384');
-  assert.match(assertRefused(await hsAuth.authenticate(hs384)), /alg/i);
+  assert.match(assertRefused(await hsAuth.authenticate(hs384), [], 'bad-algorithm'), /alg/i);
 });
 
 test('jwt: alg none is refused', async () => {
@@ -267,8 +273,8 @@ test('jwt: missing exp or sub is refused; garbage is refused', async () => {
     .setExpirationTime(NOW_S + 60)
     .sign(secretKey);
   assert.match(assertRefused(await hsAuth.authenticate(noSub)), /sub/);
-  assertRefused(await hsAuth.authenticate('not.a.jwt'));
-  assertRefused(await hsAuth.authenticate(undefined));
+  assertRefused(await hsAuth.authenticate('not.a.jwt'), [], 'malformed');
+  assertRefused(await hsAuth.authenticate(undefined), [], 'missing');
 });
 
 test('jwt: configuration is validated at creation', () => {
@@ -297,7 +303,7 @@ test('jwt with an EC public key: ES256 ok; HS256 signed with the public key is r
     .sign(privateKey);
   assert.deepEqual(
     { ...(await auth.authenticate(ok)), claims: undefined },
-    { ok: true, identity: 'device-7', anonymous: false, claims: undefined },
+    { ok: true, identity: 'device-7', anonymous: false, validUntil: (NOW_S + 90) * 1000, claims: undefined },
   );
   // Algorithm confusion: the public key used as an HMAC secret.
   const confused = await new SignJWT({})
@@ -350,11 +356,14 @@ test('jwt with a JWKS URL served on 127.0.0.1: ok, unknown key, keys cached', as
       .sign(key);
   for (let i = 0; i < 2; i++) {
     const r = await auth.authenticate(await sign('k1'));
-    assert.deepEqual({ ...r, claims: undefined }, { ok: true, identity: 'user-1', anonymous: false, claims: undefined });
+    assert.deepEqual(
+      { ...r, claims: undefined },
+      { ok: true, identity: 'user-1', anonymous: false, validUntil: (NOW_S + 90) * 1000, claims: undefined },
+    );
   }
   assert.equal(fetches, 1, 'the key set is cached');
   // Unknown kid: within the cooldown no refetch happens, and the token is refused.
-  assert.match(assertRefused(await auth.authenticate(await sign('k2'))), /JWKS/);
+  assert.match(assertRefused(await auth.authenticate(await sign('k2')), [], 'unknown-key'), /JWKS/);
   assert.equal(fetches, 1, 'cooldown prevents a refetch per unknown kid');
   // Right kid, wrong key.
   const intruder = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
@@ -375,4 +384,22 @@ test('jwt with an unreachable JWKS: refused, detail names no token', async () =>
     .setExpirationTime(NOW_S + 60)
     .sign(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey);
   assertRefused(await auth.authenticate(token), [token]);
+});
+
+test('jwt: maxLifetimeSec refuses tokens valid for longer (exp - iat, else exp - now)', async () => {
+  const capped = createAuthenticator({ mode: 'jwt', jwt: { secret: SECRET, audience: 'echo', maxLifetimeSec: 600 }, now });
+  const make = (exp: number, iat?: number): Promise<string> => {
+    let j = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('s').setAudience('echo').setExpirationTime(exp);
+    if (iat !== undefined) j = j.setIssuedAt(iat);
+    return j.sign(secretKey);
+  };
+  assert.equal((await capped.authenticate(await make(NOW_S + 600, NOW_S))).ok, true);
+  assert.match(assertRefused(await capped.authenticate(await make(NOW_S + 601, NOW_S)), [], 'lifetime'), /lifetime/);
+  // Issued earlier, for a day: refused even though only 10 minutes are left.
+  assertRefused(await capped.authenticate(await make(NOW_S + 600, NOW_S - 86_400)), [], 'lifetime');
+  // Without iat, from now; an iat in the future does not shorten it.
+  assert.equal((await capped.authenticate(await make(NOW_S + 599))).ok, true);
+  assertRefused(await capped.authenticate(await make(NOW_S + 3600)), [], 'lifetime');
+  assertRefused(await capped.authenticate(await make(NOW_S + 3600, NOW_S + 3500)), [], 'lifetime');
+  assert.throws(() => createAuthenticator({ mode: 'jwt', jwt: { secret: SECRET, maxLifetimeSec: -1 } }), ConfigError);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError } from '../../src/errors.js';
-import { REPLAY_DEFAULTS, ReplayGuard, replayError } from '../../src/security/replay.js';
+import { headerTimestamp, parseRfc3339, REPLAY_DEFAULTS, ReplayGuard, replayError, replayFields } from '../../src/security/replay.js';
 
 const W = 30_000;
 const T0 = 1_700_000_000_000;
@@ -100,4 +100,56 @@ test('options are validated; the refusal closes with 1008', () => {
   const e = replayError('duplicate');
   assert.equal(e.closeCode, 1008);
   assert.equal(e.code, 'ECHO_ERR_REPLAY');
+});
+
+test('replayFields: id must be a string; anything else is refused as invalid id', () => {
+  assert.deepEqual(replayFields({ id: 'm1' }), { id: 'm1', ts: undefined });
+  assert.deepEqual(replayFields({}), { id: undefined, ts: undefined });
+  for (const id of [{}, [], null, true, false, 7, 0, 1.5]) assert.equal(replayFields({ id }), 'invalid id', JSON.stringify(id));
+  assert.equal(replayError('invalid id').message, 'replay protection: invalid id');
+  assert.equal(replayError('invalid id').closeCode, 1008);
+});
+
+test('replayFields: ts is epoch ms or an RFC 3339 string; other forms are invalid ts', () => {
+  assert.deepEqual(replayFields({ ts: T0 }), { id: undefined, ts: T0 });
+  assert.deepEqual(replayFields({ id: 'x', ts: '2023-11-14T22:13:20Z' }), { id: 'x', ts: T0 });
+  for (const ts of ['yesterday', '', '1700000000000', null, true, {}, [], Infinity, NaN, '2023-11-14', '2023-11-14T22:13:20'])
+    assert.equal(replayFields({ ts }), 'invalid ts', JSON.stringify(ts));
+});
+
+test('parseRfc3339: offsets, fractions, lower-case separators; out-of-range fields are NaN', () => {
+  assert.equal(parseRfc3339('2023-11-14T22:13:20Z'), T0);
+  assert.equal(parseRfc3339('2023-11-14t22:13:20z'), T0);
+  assert.equal(parseRfc3339('2023-11-14 22:13:20Z'), T0);
+  assert.equal(parseRfc3339('2023-11-14T23:13:20+01:00'), T0);
+  assert.equal(parseRfc3339('2023-11-14T17:43:20-04:30'), T0);
+  assert.equal(parseRfc3339('2023-11-14T22:13:20.25Z'), T0 + 250);
+  assert.equal(parseRfc3339('2023-11-14T22:13:20.123456789Z'), T0 + 123);
+  assert.equal(parseRfc3339('2024-02-29T00:00:00Z'), Date.UTC(2024, 1, 29));
+  assert.equal(parseRfc3339('2016-12-31T23:59:60Z'), Date.UTC(2016, 11, 31, 23, 59, 59));
+  for (const bad of [
+    '2023-02-29T00:00:00Z',
+    '2023-13-01T00:00:00Z',
+    '2023-00-01T00:00:00Z',
+    '2023-04-31T00:00:00Z',
+    '2023-11-14T24:00:00Z',
+    '2023-11-14T22:60:00Z',
+    '2023-11-14T22:13:61Z',
+    '2023-11-14T22:13:20+24:00',
+    '2023-11-14T22:13:20',
+    '2023-11-14T22:13:20.Z',
+    ` 2023-11-14T22:13:20Z`,
+    `2023-11-14T22:13:20.${'1'.repeat(80)}Z`,
+  ])
+    assert.ok(Number.isNaN(parseRfc3339(bad)), bad);
+  assert.equal(headerTimestamp(undefined), undefined);
+  assert.ok(Number.isNaN(headerTimestamp(Infinity) as number));
+});
+
+test('an RFC 3339 ts is checked against the window like epoch ms', () => {
+  const g = new ReplayGuard({ windowMs: W });
+  const ts = (ms: number) => headerTimestamp(new Date(ms).toISOString());
+  assert.equal(g.check('a', ts(T0), T0), 'ok');
+  assert.equal(g.check('b', ts(T0 - W - 1000), T0), 'stale');
+  assert.equal(g.check('c', ts(T0 + W + 1000), T0), 'future');
 });

@@ -11,6 +11,7 @@ import type { Settings } from '../../config/index.js';
 import { EchoError, ErrorCode } from '../../errors.js';
 import { channels } from '../../core/events.js';
 import type { EchoCore } from '../../core/core.js';
+import { refuseRenegotiation } from '../../security/tls.js';
 import type { SecurityContext } from '../security.js';
 
 export interface ListenerContext {
@@ -41,6 +42,7 @@ export function streamServer(ctx: ListenerContext, listener: (socket: net.Socket
     listener,
   );
   server.on('tlsClientError', onTlsClientError);
+  refuseRenegotiation(server);
   ctx.tlsServers.push(server);
   return server;
 }
@@ -58,9 +60,17 @@ export function httpServer(ctx: ListenerContext, options: http.ServerOptions = {
     ...options,
   };
   const material = ctx.security.tls;
-  if (material === undefined) return http.createServer(bounded);
+  if (material === undefined) {
+    const server = http.createServer(bounded);
+    // A plaintext peer that connects and never sends a byte is not covered by headersTimeout
+    // (no request has started): an idle socket is destroyed after the handshake timeout, as
+    // the TLS handshake timeout does on https. Upgraded sockets clear it (setTimeout(0)).
+    server.setTimeout(t);
+    return server;
+  }
   const server = https.createServer({ ...material.serverOptions, handshakeTimeout: t, ...bounded });
   server.on('tlsClientError', onTlsClientError);
+  refuseRenegotiation(server);
   ctx.tlsServers.push(server);
   return server;
 }

@@ -13,7 +13,10 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     socket.end(
       err.code === 'HPE_HEADER_OVERFLOW'
         ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n'
-        : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
+        : // headersTimeout / requestTimeout (the handshake timeout): 408, as docs/SECURITY.md says.
+          err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n'
+          : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
     );
   else socket.destroy();
 }

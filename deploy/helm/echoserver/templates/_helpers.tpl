@@ -66,6 +66,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+# The downward API: /whoami and the hello reply name the pod, namespace and node that answered.
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
 - name: ECHO_DRAIN_TIMEOUT
   value: {{ printf "%ds" (int .Values.drainTimeoutSeconds) | quote }}
 - name: ECHO_LOG_LEVEL
