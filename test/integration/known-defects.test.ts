@@ -152,7 +152,9 @@ describe('a worker killed under --workers 2', () => {
     try {
       const pids: number[] = [];
       for (const id of [1, 2])
-        pids.push((await cli.waitFor((x) => x['event'] === 'listening' && String(x['worker']) === String(id), `worker ${id}`))['pid'] as number);
+        pids.push(
+          (await cli.waitFor((x) => x['event'] === 'listening' && String(x['worker']) === String(id), `worker ${id}`))['pid'] as number,
+        );
       // Connections until both workers hold some (the kernel spreads them).
       const clients: { ws: WebSocket; pid: number }[] = [];
       for (let i = 0; i < 40 && new Set(clients.map((c) => c.pid)).size < 2; i++) {
