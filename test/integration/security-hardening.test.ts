@@ -237,8 +237,10 @@ test('every HTTP response carries the hardening headers; the console CSP allows 
     const csp = String(r.headers['content-security-policy']);
     assert.match(csp, /frame-ancestors 'none'/, path);
     if (path === '/console') {
-      assert.match(csp, /connect-src 'self'(;|$)/);
-      assert.doesNotMatch(csp, /ws:|wss:/);
+      // Its own origin, and WebSockets to its own host only (named, for browsers whose 'self'
+      // does not cover ws:/wss:); never a bare ws: or wss: scheme, which allows any host.
+      const connect = /connect-src ([^;]*)/.exec(csp)?.[1]?.trim().split(/\s+/) ?? [];
+      assert.deepEqual(connect, ["'self'", `ws://127.0.0.1:${s.wsPort}`, `wss://127.0.0.1:${s.wsPort}`], csp);
     } else assert.match(csp, /default-src 'none'/, path);
   }
 });

@@ -42,12 +42,13 @@ interface Corpus {
 const corpus = JSON.parse(readFileSync(new URL('../../../test/fixtures/v1-corpus.json', import.meta.url), 'utf8')) as Corpus;
 const SENTINEL = Buffer.from('000000090273656e74696e656c', 'hex'); // binary "sentinel"
 
-/** Drops the server's own values: `srv` in headers, `conn` and `instance` in hello answers. */
+/** Drops the server's own values: `srv` in headers, `conn`, `instance` and `whoami` in hello answers. */
 function normalise(f: V1Frame): unknown {
   if (f.opcode === 3) {
     const hello = JSON.parse(f.payload.toString('utf8')) as Record<string, unknown>;
     assert.equal(typeof hello['conn'], 'string');
-    return { opcode: 3, hello: { ...hello, conn: '*', instance: '*' } };
+    // `whoami` is what the server saw (peer address and port): the server's own value too.
+    return { opcode: 3, hello: { ...hello, conn: '*', instance: '*', whoami: '*' } };
   }
   let header: Record<string, unknown> | undefined;
   if (f.header !== undefined) {
