@@ -333,6 +333,20 @@ async function refresh() {
   }
 }
 
+// ---- whoami -----------------------------------------------------------------------------
+// The server's view of this page's own request (GET /whoami), with the token field's
+// credential when there is one: the same view the hello reply carries on echo.v1.
+async function onWhoami() {
+  const token = $('token').value.trim();
+  try {
+    const res = await fetch('/whoami', { cache: 'no-store', headers: token ? { authorization: 'Bearer ' + token } : {} });
+    const body = await res.json();
+    $('whoami').textContent = (res.ok ? '' : 'HTTP ' + res.status + '\n') + JSON.stringify(body, null, 2);
+  } catch (err) {
+    $('whoami').textContent = 'unreachable: ' + err.message;
+  }
+}
+
 // ---- wiring -----------------------------------------------------------------------------
 $('connect-form').addEventListener('submit', onConnect);
 $('disconnect').addEventListener('click', () => client && client.close(1000, 'bye'));
@@ -344,6 +358,7 @@ $('msg').addEventListener('keydown', (e) => {
   }
 });
 $('burst').addEventListener('click', onBurst);
+$('whoami-btn').addEventListener('click', onWhoami);
 $('clear').addEventListener('click', () => $('log').tBodies[0].replaceChildren());
 $('protocol').addEventListener('change', () => setState($('state').dataset.state === 'open' ? 'open' : 'closed'));
 window.addEventListener('resize', scheduleDraw);

@@ -71,6 +71,12 @@ describe('console in chromium', () => {
     // The server panel shows /info and metrics.
     await page.waitForSelector('#metrics dt');
     assert.match((await page.textContent('#metrics')) ?? '', /messages in\d+/);
+    // Who am I: the server's view of the page's own request.
+    await page.click('#whoami-box summary');
+    await page.click('#whoami-btn');
+    await page.waitForSelector('#whoami:has-text("remote")');
+    const who = JSON.parse((await page.textContent('#whoami')) ?? '{}') as { remote?: { address?: string }; instance?: string };
+    assert.equal(who.remote?.address, '127.0.0.1');
     await context.close();
   });
 

@@ -1,5 +1,5 @@
 /**
- * Fault tests that fail on this branch, kept so the fixes can be checked (see docs/RELIABILITY.md):
+ * Fault tests of the defects the reliability work found, now fixed (see docs/RELIABILITY.md):
  * the plaintext WebSocket port has no deadline for a peer that never speaks; logs to a full disk
  * (stdout on /dev/full) stop the server from answering; a worker killed under --workers 2 is not
  * replaced. The rest of the faults, all passing, are in faults.test.ts.
