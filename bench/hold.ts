@@ -30,7 +30,7 @@ interface Report {
   missing: number;
   pinged: number;
 }
-type ToClient = { url: string; count: number; rate: number } | { stop: true };
+type ToClient = { url: string; count: number; rate: number; localAddress: string } | { stop: true };
 
 const rss = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 
@@ -58,7 +58,7 @@ function clientProcess(): void {
       for (let i = 0; i < m.count; i += 200) {
         const batch: Promise<void>[] = [];
         for (let j = 0; j < Math.min(200, m.count - i); j++) {
-          const ws = new WebSocket(m.url, { perMessageDeflate: false });
+          const ws = new WebSocket(m.url, { perMessageDeflate: false, localAddress: m.localAddress });
           const s = { ws, pending: [] as string[], pinged: false };
           ws.on('ping', () => (s.pinged = true));
           ws.on('message', (d: Buffer) => {
@@ -175,7 +175,14 @@ async function main(): Promise<void> {
     const ready = procs.map((p) => once(p, 'message'));
     const t0 = Date.now();
     procs.forEach((p, i) =>
-      p.send({ url: `ws://127.0.0.1:${port}/`, count: Math.min(share, opt.connections - i * share), rate: opt.rate } satisfies ToClient),
+      p.send({
+        url: `ws://127.0.0.1:${port}/`,
+        count: Math.min(share, opt.connections - i * share),
+        rate: opt.rate,
+        // One source address per client process: one address has ~28,000 ephemeral ports
+        // (net.ipv4.ip_local_port_range) towards one server port, fewer than 50,000.
+        localAddress: `127.0.0.${1 + (i % 250)}`,
+      } satisfies ToClient),
     );
     await Promise.all(ready);
     console.log(`opened in ${((Date.now() - t0) / 1000).toFixed(1)} s; holding ${opt.holdS} s`);
