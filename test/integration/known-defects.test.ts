@@ -10,57 +10,15 @@
  * could crash run as CLI child processes, so a crash is an exit the test sees.
  */
 import { describe, test } from 'node:test';
+import { assertGood, connectTcp, goodTraffic, withServers } from '../../test-helpers/faults.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
-import { GoodClient, Rng, startServers, TRANSPORTS, type Servers } from '../../bench/fuzz/common.js';
 import { CLI_PATH, cleanEnv, freePort, PLAIN_SERVE_ARGS } from '../../test-helpers/cli.js';
 import { spawnCli } from '../../test-helpers/cli-lines.js';
-
-/** Opens one good client per transport and has them echo `n` messages each. */
-async function goodTraffic(ports: Servers['ports'], n: number, transports = TRANSPORTS): Promise<GoodClient[]> {
-  const rng = new Rng(7);
-  const clients = await Promise.all(transports.map((t) => GoodClient.open(t, ports, rng)));
-  for (let i = 0; i < n; i++) for (const c of clients) c.send(512);
-  await Promise.all(clients.map((c) => c.settle(10_000)));
-  return clients;
-}
-
-function assertGood(clients: GoodClient[]): void {
-  for (const c of clients) {
-    assert.deepEqual(c.stats.failures, [], c.transport);
-    assert.equal(c.stats.echoed, c.stats.sent, c.transport);
-  }
-}
-
-async function withServers(extra: string[], fn: (s: Servers) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'echo-faults-'));
-  const servers = await startServers(join(dir, 'echo.sock'), extra);
-  try {
-    await fn(servers);
-  } finally {
-    servers.plain.kill();
-    servers.secure.kill();
-    await Promise.all([servers.plain.exited, servers.secure.exited]);
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** Connects and resolves on 'connect' or 'error' (a dead server must not hang the test). */
-function connectTcp(port: number): Promise<net.Socket> {
-  const s = net.connect(port, '127.0.0.1');
-  s.on('error', () => undefined);
-  return new Promise((resolve) => {
-    s.once('connect', () => resolve(s));
-    s.once('error', () => resolve(s));
-  });
-}
 
 /** 30 connections, each one echo: every connection logs an open and a close line. */
 async function serveAndEcho(port: number): Promise<void> {
