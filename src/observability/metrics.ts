@@ -22,7 +22,7 @@ import { CLOSE_REASONS, LATENCY_BUCKETS_SECONDS } from '../core/types.js';
 export interface StatsSource {
   stats(): Readonly<Record<string, TransportStats>>;
   /** Server-wide figures of the core (the partial-frame budget), when the source has them. */
-  core?(): { partialFrameBytes: number; budgetPaused: number; budgetBytes: number };
+  core?(): { partialFrameBytes: number; budgetPaused: number; budgetBytes: number; descriptorExhaustions?: number };
 }
 
 export interface MetricsOptions {
@@ -164,6 +164,15 @@ export function createMetrics(source: StatsSource, opts: MetricsOptions = {}): M
       registers,
       collect() {
         this.set(coreSource().budgetBytes);
+      },
+    });
+    new Counter({
+      name: name('echo_descriptor_exhaustions_total'),
+      help: 'Times the process ran out of open files (new connections refused by the OS with EMFILE until descriptors freed up).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(coreSource().descriptorExhaustions ?? 0);
       },
     });
     new Gauge({

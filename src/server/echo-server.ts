@@ -27,6 +27,8 @@ import { onListenerError, type ListenerContext } from './listeners/context.js';
 import { startAdminListener, startWsListener } from './listeners/http.js';
 import { startStreamListener } from './listeners/stream.js';
 import { startUnixListener } from './listeners/unix.js';
+import { watchDescriptors, type DescriptorWatch } from './fd-watch.js';
+import { readOpenFileLimit } from './fd-limit.js';
 import { createDebugContext } from './debug.js';
 
 export interface EchoServerOptions extends Partial<Settings> {
@@ -128,7 +130,8 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   const { settings, onMessage, metricsView, readyGate } = splitOptions(options);
   const core = new EchoCore(settings, onMessage);
   // Metrics read the core's totals at scrape time: nothing per message.
-  const own = settings.metrics ? createMetrics({ stats: () => core.snapshot(), core: () => coreGauges(core) }) : undefined;
+  let fdWatch: DescriptorWatch | undefined;
+  const own = settings.metrics ? createMetrics({ stats: () => core.snapshot(), core: () => coreGauges(core, fdWatch) }) : undefined;
   const metrics: MetricsSource | undefined = own === undefined || metricsView === undefined ? own : metricsView(own);
   const startedAt = Date.now();
   const addresses: ServerAddresses = {};
@@ -287,6 +290,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
       throw err;
     }
     // close() during listen(): stay not-ready, the shutdown runs next.
+    fdWatch = watchDescriptors(readOpenFileLimit(), () => core.connections.size);
     if (state === 'new') state = 'listening';
     return addresses;
   }
@@ -321,6 +325,7 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
     }
     const clean = await core.drain(drainMs);
     core.stop();
+    fdWatch?.stop();
     tlsWatcher?.close();
     await stopListeners();
     metrics?.close();
@@ -385,6 +390,14 @@ export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
 }
 
 /** Gauges the core keeps (read at scrape time). */
-function coreGauges(core: EchoCore): { partialFrameBytes: number; budgetPaused: number; budgetBytes: number } {
-  return { partialFrameBytes: core.heldBytes, budgetPaused: core.budgetPaused.size, budgetBytes: core.settings.maxBufferedBytes };
+function coreGauges(
+  core: EchoCore,
+  fds: DescriptorWatch | undefined,
+): { partialFrameBytes: number; budgetPaused: number; budgetBytes: number; descriptorExhaustions: number } {
+  return {
+    partialFrameBytes: core.heldBytes,
+    budgetPaused: core.budgetPaused.size,
+    budgetBytes: core.settings.maxBufferedBytes,
+    descriptorExhaustions: fds?.exhaustions ?? 0,
+  };
 }
