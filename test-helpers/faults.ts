@@ -1,5 +1,5 @@
 /**
- * Shared by the fault tests (faults.test.ts, known-defects.test.ts): the fuzzer's two CLI
+ * Shared by the fault tests (faults.test.ts, fault-regressions.test.ts): the fuzzer's two CLI
  * servers around a test, good traffic on every transport, and a TCP connect that never hangs.
  */
 import assert from 'node:assert/strict';
