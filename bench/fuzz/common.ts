@@ -137,6 +137,8 @@ export class GoodClient {
   /** The close code the server sent (WebSocket close, v1 close frame), if any. */
   closeCode: number | undefined;
   closed = false;
+  /** This client answered a close and ended its side: it sends nothing more. */
+  private ended = false;
 
   private constructor(
     readonly transport: Transport,
@@ -253,7 +255,16 @@ export class GoodClient {
       this.rxBuf = this.rxBuf.subarray(4 + len);
       if (this.transport === 'tls-len') this.onMessage(body);
       else if (body[0] === 0x02) this.onMessage(body.subarray(1));
-      else if (body[0] === 0x08) this.closeCode = body.length >= 3 ? body.readUInt16BE(1) : 1005;
+      else if (body[0] === 0x08) {
+        // A good client answers the server's close (the closing handshake) and ends its side;
+        // one that does not holds its connection until the server's close timeout.
+        this.closeCode = body.length >= 3 ? body.readUInt16BE(1) : 1005;
+        if (!this.ended) {
+          this.sendRaw(frame(body.length >= 3 ? body.subarray(0, 3) : Buffer.from([0x08])));
+          this.closeRaw();
+          this.ended = true;
+        }
+      }
       else if (body[0] === 0x09) this.sendRaw(frame(Buffer.concat([Buffer.from([0x0a]), body.subarray(1)])));
       else this.fail(`unexpected v1 kind ${body[0]}`);
     }
@@ -274,6 +285,7 @@ export class GoodClient {
 
   /** Sends one message of 1..maxBytes random bytes (with its sequence number in front). */
   send(maxBytes: number): void {
+    if (this.ended) return;
     const n = 8 + this.rng.int(maxBytes);
     const payload = this.rng.bytes(n);
     payload.writeUInt32BE(++this.seq, 0);

@@ -239,6 +239,14 @@ const ROWS = [
     doc: 'Server-wide budget for bytes held in partly received frames; above it the server stops reading the peers holding large partial frames (they are throttled, not dropped).',
   }),
   row({
+    name: 'socketIo',
+    flag: '--socket-io',
+    kind: 'enum',
+    choices: ['direct', 'stream'],
+    default: 'direct',
+    doc: 'Plaintext TCP and Unix sockets: direct (reads into one shared buffer, writes straight to the socket while nothing is queued) or stream (through Node streams, as TLS always is).',
+  }),
+  row({
     name: 'stallTimeoutMs',
     flag: '--stall-timeout',
     kind: 'duration',

@@ -5,6 +5,7 @@
  * the socket is any Duplex, so TCP, TLS, Unix, upgraded WebSocket sockets and in-process pairs
  * all take this one path. The connection talks to the core only through `ConnectionHost`.
  */
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { MetadataHeader } from '../protocol/header.js';
 import type { CloseReason, ConnectionInfo, MessageKind, TransportName, TransportStats } from './types.js';
@@ -12,6 +13,7 @@ import type { ClientLease, RateLimiter } from '../security/rate-limit.js';
 import type { Clock } from './clock.js';
 import { BatchWriter } from './batch-writer.js';
 import type { ConnectionDebug } from './injection.js';
+import { directIo, inReadBuffer, writeNow } from './direct-io.js';
 
 /** The wire side of a connection (WebSocket, v1, len, raw): one per connection. */
 export interface ProtocolAdapter {
@@ -33,11 +35,21 @@ export interface ProtocolAdapter {
   close(code: number, reason: string): void;
   /** Bytes held for incomplete frames (counted against the server-wide budget). */
   readonly bufferedBytes: number;
+  /**
+   * True when the protocol keeps nothing of a chunk past `onData` without copying it: then a
+   * plaintext socket may read into the shared read buffer (core/direct-io.ts).
+   */
+  readonly copiesChunks?: boolean;
 }
 
 /** What a connection needs from the core (a narrow port: no import of the core itself). */
 export interface ConnectionHost {
-  readonly settings: { readonly maxQueueBytes: number; readonly instance: string; readonly workerId: string | null };
+  readonly settings: {
+    readonly maxQueueBytes: number;
+    readonly instance: string;
+    readonly workerId: string | null;
+    readonly socketIo?: 'direct' | 'stream';
+  };
   readonly clock: Clock;
   /** Coarse clock (the clock's reading at the last sweep), for the hot path. */
   readonly now: number;
@@ -119,6 +131,8 @@ export class Connection implements ConnectionInfo {
   closeCode = 1006;
   closeReason: CloseReason = 'normal';
   closeDetail = '';
+  /** Descriptor for direct writes (plaintext TCP/Unix, core/direct-io.ts); -1: the stream path. */
+  private fd = -1;
 
   constructor(
     readonly host: ConnectionHost,
@@ -152,7 +166,8 @@ export class Connection implements ConnectionInfo {
     this.protocol = protocol;
     const s = this.socket as LinkedSocket;
     s[kConn] = this;
-    s.on('data', onSocketData);
+    if (protocol.copiesChunks === true && this.host.settings.socketIo !== 'stream' && s instanceof net.Socket) this.fd = directIo(s, onDirectRead.bind(this));
+    if (this.fd < 0) s.on('data', onSocketData);
     s.on('drain', onSocketDrain);
     s.on('end', onSocketEnd);
     s.on('error', onSocketError);
@@ -183,6 +198,23 @@ export class Connection implements ConnectionInfo {
     this.bytesOut += buf.length;
     this.stats.bytesOut += buf.length;
     const s = this.socket;
+    if (this.fd >= 0) {
+      // Direct: straight to the kernel while the stream holds nothing (order), unless the
+      // caller waits for the flush. What the kernel does not take is queued on the stream,
+      // copied if it lies in the shared read buffer.
+      if (onFlushed === undefined && s.writableLength === 0 && s.writable) {
+        let n: number;
+        try {
+          n = writeNow(this.fd, buf);
+        } catch (err) {
+          s.destroy(err as Error);
+          return true;
+        }
+        if (n === buf.length) return true;
+        buf = buf.subarray(n);
+      }
+      if (inReadBuffer(buf)) buf = Buffer.from(buf);
+    }
     const max = this.host.settings.maxQueueBytes;
     if (s.writableLength + buf.length <= max) {
       s.write(buf, onFlushed);
@@ -282,6 +314,11 @@ function chain(a: (err?: Error | null) => void, b: () => void): (err?: Error | n
 function onSocketData(this: LinkedSocket, chunk: Buffer): void {
   const conn = this[kConn] as Connection;
   conn.host.onRead(conn, chunk);
+}
+
+/** A direct read (core/direct-io.ts): `chunk` is valid only during this call. */
+function onDirectRead(this: Connection, chunk: Buffer): void {
+  this.host.onRead(this, chunk);
 }
 
 function onSocketDrain(this: LinkedSocket): void {

@@ -67,6 +67,8 @@ export interface CoreSettings {
   readonly maxDelayMs?: number;
   /** Whether clients may ask for faults. @default false */
   readonly faultInjection?: boolean;
+  /** Plaintext TCP/Unix sockets read and written directly (core/direct-io.ts) or through streams. @default 'direct' */
+  readonly socketIo?: 'direct' | 'stream';
 }
 
 /** A received message as the handler hook sees it. `data` is the handler's to keep. */

@@ -108,7 +108,8 @@ export class LengthPrefixSplitter {
       if (this.stopped) return;
       pos = end;
     }
-    if (pos < len) this.rest = buf.subarray(pos);
+    // A copy: the read buffer may be reused after this read (core/direct-io.ts); at most 4 bytes.
+    if (pos < len) this.rest = Buffer.from(buf.subarray(pos));
   }
 
   /** Appends from `chunk` to the frame being collected; returns how much of `chunk` was used. */

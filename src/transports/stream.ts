@@ -44,6 +44,8 @@ const PRE_AUTH = {
 /** Framing v1 (docs/PROTOCOL.md). */
 export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
   readonly canPing = true;
+  /** Held frames, partial frames and echoes the kernel did not take are copies. */
+  readonly copiesChunks = true;
   private readonly decoder: V1Decoder;
   private readonly core: EchoCore;
   private closeSent = false;
@@ -257,6 +259,7 @@ export class V1Protocol implements ProtocolAdapter, V1FrameHandler {
 export class LenProtocol implements ProtocolAdapter, FrameSink {
   /** No control frames: TCP keepalive (set on the socket) finds dead peers. */
   readonly canPing = false;
+  readonly copiesChunks = true;
   private readonly decoder: LenDecoder;
   private readonly core: EchoCore;
 
@@ -294,6 +297,7 @@ export class LenProtocol implements ProtocolAdapter, FrameSink {
 export class RawProtocol implements ProtocolAdapter {
   readonly bufferedBytes = 0;
   readonly canPing = false;
+  readonly copiesChunks = true;
   private readonly core: EchoCore;
 
   constructor(private readonly conn: Connection) {

@@ -47,6 +47,7 @@ describe('defaults', () => {
       maxHeaderBytes: 4096,
       maxQueueBytes: 1_048_576,
       maxBufferedBytes: 67_108_864,
+      socketIo: 'direct',
       stallTimeoutMs: 30_000,
       idleTimeoutMs: 600_000,
       keepaliveIntervalMs: 30_000,

@@ -510,3 +510,18 @@ describe('limits: bounds before bytes', () => {
     assert.ok(max > limits.maxFrameBytes / 2, 'large partial frames were actually buffered');
   });
 });
+
+describe('read buffers are reused (direct socket I/O)', () => {
+  test('a length prefix split across reads survives the first read buffer being overwritten', () => {
+    const frames: string[] = [];
+    const decoder = new LenDecoder(1024);
+    const sink = { onFrame: (buf: Buffer, _f: number, s: number, e: number): void => void frames.push(buf.toString('latin1', s, e)) };
+    const wire = Buffer.concat([encodeLen(Buffer.from('first')), encodeLen(Buffer.from('second'))]);
+    const cut = 4 + 5 + 2; // the first frame and half of the second one's length
+    const read = Buffer.from(wire.subarray(0, cut));
+    decoder.push(read, sink);
+    read.fill(0xee); // the shared read buffer takes the next read of some other socket
+    decoder.push(Buffer.from(wire.subarray(cut)), sink);
+    assert.deepEqual(frames, ['first', 'second']);
+  });
+});
