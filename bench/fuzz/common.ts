@@ -264,8 +264,7 @@ export class GoodClient {
           this.closeRaw();
           this.ended = true;
         }
-      }
-      else if (body[0] === 0x09) this.sendRaw(frame(Buffer.concat([Buffer.from([0x0a]), body.subarray(1)])));
+      } else if (body[0] === 0x09) this.sendRaw(frame(Buffer.concat([Buffer.from([0x0a]), body.subarray(1)])));
       else this.fail(`unexpected v1 kind ${body[0]}`);
     }
   }

@@ -166,7 +166,8 @@ export class Connection implements ConnectionInfo {
     this.protocol = protocol;
     const s = this.socket as LinkedSocket;
     s[kConn] = this;
-    if (protocol.copiesChunks === true && this.host.settings.socketIo !== 'stream' && s instanceof net.Socket) this.fd = directIo(s, onDirectRead.bind(this));
+    if (protocol.copiesChunks === true && this.host.settings.socketIo !== 'stream' && s instanceof net.Socket)
+      this.fd = directIo(s, onDirectRead.bind(this));
     if (this.fd < 0) s.on('data', onSocketData);
     s.on('drain', onSocketDrain);
     s.on('end', onSocketEnd);
