@@ -263,7 +263,8 @@ export class WsReceiver {
         pos = this.fill(buf, start);
       }
     }
-    if (pos < len && this.state === State.HEADER) this.rest = buf.subarray(pos);
+    // A copy (at most one frame header): the read buffer may be reused after this read (core/direct-io.ts).
+    if (pos < len && this.state === State.HEADER) this.rest = Buffer.from(buf.subarray(pos));
   }
 
   /** Copies payload bytes from `buf[pos]` into the target; returns the new position. */

@@ -60,6 +60,8 @@ const V1_PARTS = newBodyParts();
 
 export class WsProtocol implements ProtocolAdapter, WsReceiverHandler {
   readonly canPing = true;
+  /** Partial headers, fragments and control payloads are copies; echoes are written in the read. */
+  readonly copiesChunks = true;
   private readonly receiver: WsReceiver;
   private readonly core: EchoCore;
   private closeSent = false;

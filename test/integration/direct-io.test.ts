@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { directIo } from '../../src/core/direct-io.js';
 import type { ConnectionInfo } from '../../src/index.js';
 import { encodeLen } from '../../src/protocol/len.js';
-import { startServer, type StartedServer } from '../../test-helpers/server.js';
+import { openWs, startServer, type StartedServer } from '../../test-helpers/server.js';
 
 const FRAME_BODY = 16 * 1024;
 
@@ -94,6 +94,38 @@ for (const socketIo of ['direct', 'stream'] as const) {
         await stalledDone;
       } finally {
         stalled.destroy();
+        good.destroy();
+        await srv.close();
+      }
+    });
+
+    test("a stalled WebSocket peer's queued echoes are its own bytes while a TCP peer's reads go on", { timeout: 60_000 }, async () => {
+      const srv: StartedServer = await startServer({ tcpFraming: 'len', socketIo, maxQueueBytes: 8 * 1024 * 1024 });
+      const ws = await openWs(srv.wsUrl());
+      const good = await connect(srv.tcpPort);
+      try {
+        ws.pause();
+        const count = 768;
+        const body = (i: number): Buffer => frame(0x33, i).subarray(4);
+        for (let i = 0; i < count; i++) ws.send(body(i));
+        const info = (): ConnectionInfo | undefined => [...srv.server.connections].find((c) => c.transport === 'ws' && c.queuedBytes > 0);
+        await until(() => info() !== undefined);
+        const goodDone = expectFrames(good, 0x77, 512);
+        for (let i = 0; i < 512; i++) good.write(frame(0x77, i));
+        await goodDone;
+        assert.ok((info()?.queuedBytes ?? 0) > 0, 'the stalled peer still had echoes queued while the TCP peer ran');
+        let seq = 0;
+        const all = new Promise<void>((resolve, reject) => {
+          ws.on('message', (data: Buffer) => {
+            if (!data.equals(body(seq))) reject(new Error(`message ${seq} arrived changed`));
+            else if (++seq === count) resolve();
+          });
+          ws.once('close', () => reject(new Error(`closed after ${seq} messages`)));
+        });
+        ws.resume();
+        await all;
+      } finally {
+        ws.terminate();
         good.destroy();
         await srv.close();
       }

@@ -450,6 +450,26 @@ describe('WsReceiver: inPlace semantics', () => {
     assert.deepEqual(got, ['first part, second part, last part']);
   });
 
+  test('a frame header split across reads survives the first read buffer being overwritten', () => {
+    const wire = Buffer.concat([cf(WsOpcode.TEXT, 'one'), cf(WsOpcode.BINARY, 'two, a little longer')]);
+    const cut = cf(WsOpcode.TEXT, 'one').length + 3; // half of the second frame's header
+    const got: string[] = [];
+    const receiver = new WsReceiver(
+      {
+        onMessage: (_op, buf, start, end) => got.push(buf.toString('utf8', start, end)),
+        onPing: () => {},
+        onPong: () => {},
+        onClose: () => {},
+      },
+      { maxMessageBytes: 1 << 20 },
+    );
+    const read = Buffer.from(wire.subarray(0, cut));
+    receiver.push(read);
+    read.fill(0x41); // the shared read buffer takes some other socket's next read (core/direct-io.ts)
+    receiver.push(Buffer.from(wire.subarray(cut)));
+    assert.deepEqual(got, ['one', 'two, a little longer']);
+  });
+
   test('a handler that overwrites the bytes in front of an in-place frame does not corrupt later frames', () => {
     const rand = rng(3);
     const payloads = Array.from({ length: 30 }, (_, i) => randomBytes(rand, i * 17));
