@@ -244,7 +244,7 @@ const ROWS = [
     kind: 'enum',
     choices: ['direct', 'stream'],
     default: 'direct',
-    doc: 'Plaintext TCP and Unix sockets: direct (reads into one shared buffer, writes straight to the socket while nothing is queued) or stream (through Node streams, as TLS always is).',
+    doc: 'Plaintext TCP, Unix and WebSocket sockets: direct (reads into one shared buffer, writes straight to the socket while nothing is queued) or stream (through Node streams, as TLS always is).',
   }),
   row({
     name: 'stallTimeoutMs',
