@@ -428,6 +428,19 @@ describe('WsReceiver: inPlace semantics', () => {
     }
   });
 
+  /** A receiver that collects each message's payload as text into `got`. */
+  function collecting(got: string[]): WsReceiver {
+    return new WsReceiver(
+      {
+        onMessage: (_op, buf, start, end) => void got.push(buf.toString('utf8', start, end)),
+        onPing: () => {},
+        onPong: () => {},
+        onClose: () => {},
+      },
+      { maxMessageBytes: 1 << 20 },
+    );
+  }
+
   test('fragments received in place are kept safe when the caller reuses the chunk', () => {
     const chunk1 = Buffer.concat([
       cf(WsOpcode.TEXT, 'first part, ', { fin: false }),
@@ -435,15 +448,7 @@ describe('WsReceiver: inPlace semantics', () => {
     ]);
     const chunk2 = cf(WsOpcode.CONTINUATION, 'last part');
     const got: string[] = [];
-    const receiver = new WsReceiver(
-      {
-        onMessage: (_op, buf, start, end) => got.push(buf.toString('utf8', start, end)),
-        onPing: () => {},
-        onPong: () => {},
-        onClose: () => {},
-      },
-      { maxMessageBytes: 1 << 20 },
-    );
+    const receiver = collecting(got);
     receiver.push(chunk1);
     chunk1.fill(0x41); // the socket layer (or an in-place echo) may reuse the read buffer
     receiver.push(chunk2);
@@ -454,15 +459,7 @@ describe('WsReceiver: inPlace semantics', () => {
     const wire = Buffer.concat([cf(WsOpcode.TEXT, 'one'), cf(WsOpcode.BINARY, 'two, a little longer')]);
     const cut = cf(WsOpcode.TEXT, 'one').length + 3; // half of the second frame's header
     const got: string[] = [];
-    const receiver = new WsReceiver(
-      {
-        onMessage: (_op, buf, start, end) => got.push(buf.toString('utf8', start, end)),
-        onPing: () => {},
-        onPong: () => {},
-        onClose: () => {},
-      },
-      { maxMessageBytes: 1 << 20 },
-    );
+    const receiver = collecting(got);
     const read = Buffer.from(wire.subarray(0, cut));
     receiver.push(read);
     read.fill(0x41); // the shared read buffer takes some other socket's next read (core/direct-io.ts)
