@@ -193,17 +193,17 @@ export class Connection implements ConnectionInfo {
   /**
    * Hands bytes to the socket and accounts for them. Above the queue limit, reading from this
    * peer stops until the queue drains (STYLE.md §6): the queue grows by at most one read's
-   * echoes past the limit. Returns false when the queue is above the limit.
+   * echoes past the limit. Returns false when the queue is above the limit. `onFlushed` runs
+   * once the kernel has the bytes: at once (synchronously) when a direct write took them all.
    */
   write(buf: Buffer, onFlushed?: (err?: Error | null) => void): boolean {
     this.bytesOut += buf.length;
     this.stats.bytesOut += buf.length;
     const s = this.socket;
     if (this.fd >= 0) {
-      // Direct: straight to the kernel while the stream holds nothing (order), unless the
-      // caller waits for the flush. What the kernel does not take is queued on the stream,
-      // copied if it lies in the shared read buffer.
-      if (onFlushed === undefined && s.writableLength === 0 && s.writable) {
+      // Direct: straight to the kernel while the stream holds nothing (order). What the kernel
+      // does not take is queued on the stream, copied if it lies in the shared read buffer.
+      if (s.writableLength === 0 && s.writable) {
         let n: number;
         try {
           n = writeNow(this.fd, buf);
@@ -211,7 +211,10 @@ export class Connection implements ConnectionInfo {
           s.destroy(err as Error);
           return true;
         }
-        if (n === buf.length) return true;
+        if (n === buf.length) {
+          onFlushed?.();
+          return true;
+        }
         buf = buf.subarray(n);
       }
       if (inReadBuffer(buf)) buf = Buffer.from(buf);
