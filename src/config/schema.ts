@@ -6,7 +6,8 @@
  * one row. Every value is parsed by its row's `kind`, so all sources accept the same
  * syntax and produce the same error message, which names the setting as the user spelled it.
  */
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
+import { usableCpus } from './cpus.js';
 import { ConfigError } from '../errors.js';
 import { firstInvalidCidr } from '../security/cidr.js';
 
@@ -310,8 +311,8 @@ const ROWS = [
     min: 1,
     max: 64,
     default: 1,
-    words: { auto: Math.min(64, availableParallelism()) },
-    doc: "Worker processes sharing the listeners ('auto' = one per CPU); a crashed worker is replaced; /readyz is ready when every worker is; /metrics answers for all of them; SIGTERM drains them all.",
+    words: { auto: Math.min(64, usableCpus()) },
+    doc: "Worker processes sharing the listeners ('auto' = one per CPU the process may use, within a container's CPU limit); a crashed worker is replaced; /readyz is ready when every worker is; /metrics answers for all of them; SIGTERM drains them all.",
   }),
   row({
     name: 'workerId',
