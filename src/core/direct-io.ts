@@ -1,6 +1,7 @@
 /**
- * Direct socket I/O for plaintext TCP and Unix sockets: the message path without Node's stream
- * layer, which costs more CPU per small message than our whole per-read path (bench/RESULTS.md).
+ * Direct socket I/O for plaintext TCP, Unix and WebSocket sockets: the message path without
+ * Node's stream layer, which costs more CPU per small message than our whole per-read path
+ * (bench/RESULTS.md).
  *
  * - **Reads** land in one process-wide read buffer (the `onread` mode that `net.Socket` offers
  *   its client sockets, here switched on for accepted ones): no chunk allocation and no
@@ -11,9 +12,10 @@
  *   through the stream as before, and every later write follows it there until it drains, so
  *   bytes leave in order and the queue limit, `drain` and `end()` keep their meaning.
  *
- * Used only where the socket has a libuv handle with a descriptor (POSIX TCP and Unix sockets);
- * TLS, upgraded-then-wrapped and in-process streams take the stream path. `--socket-io stream`
- * turns it off.
+ * Used only where the socket has a libuv handle with a descriptor (POSIX TCP and Unix sockets,
+ * upgraded WebSocket sockets with nothing read ahead) and the protocol copies what it keeps
+ * (`ProtocolAdapter.copiesChunks`); TLS and in-process streams take the stream path.
+ * `--socket-io stream` turns it off.
  */
 import { writeSync } from 'node:fs';
 import net from 'node:net';
