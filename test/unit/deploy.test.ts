@@ -134,8 +134,8 @@ function checkEchoContainer(where: string, pod: PodSpec, c: Container, objects: 
   };
   checkProbe('startup', c.startupProbe, '/healthz');
   checkProbe('liveness', c.livenessProbe, '/healthz');
+  checkProbe('readiness', c.readinessProbe, '/readyz');
   if (pod.terminationGracePeriodSeconds !== undefined) {
-    checkProbe('readiness', c.readinessProbe, '/readyz');
     // The kubelet's SIGKILL comes terminationGracePeriodSeconds after the preStop hook starts.
     const pause = c.lifecycle?.preStop?.sleep?.seconds ?? 0;
     assert.ok(pause > 0, `${where}: a preStop pause`);

@@ -200,6 +200,14 @@ startupProbe:
   periodSeconds: {{ .Values.probes.startup.periodSeconds }}
   failureThreshold: {{ .Values.probes.startup.failureThreshold }}
   timeoutSeconds: {{ .Values.probes.startup.timeoutSeconds }}
+# Ready while it answers on the socket: a draining server refuses new connections (1001), so
+# the pod leaves its Services' endpoints with it.
+readinessProbe:
+  exec:
+    command: ["node", "dist/cli.js", "probe", {{ printf "unix:%s/%s" .Values.sidecar.socketDir .Values.sidecar.socketName | quote }}]
+  periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
+  failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
+  timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
 livenessProbe:
   exec:
     command: ["node", "dist/cli.js", "probe", {{ printf "unix:%s/%s" .Values.sidecar.socketDir .Values.sidecar.socketName | quote }}]
