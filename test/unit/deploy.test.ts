@@ -48,6 +48,12 @@ const ROUTES = new Set(['/healthz', '/readyz', '/info', '/metrics']);
 const ENV_NAMES = new Set([...SETTINGS.map((d) => d.env), 'ECHO_CONFIG']);
 
 /** The chart rendered with the value sets users will pick, each labelled. */
+/** An egress rule for an OTLP collector in another namespace (networkPolicy.egress). */
+const OTLP_EGRESS = {
+  to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } } }],
+  ports: [{ port: 4318, protocol: 'TCP' }],
+};
+
 const RENDERS: [string, string[]][] = [
   ['defaults', []],
   ['plaintext, no TCP, no HPA', ['--set', 'tls.enabled=false', '--set', 'ports.tcp=null', '--set', 'autoscaling.enabled=false']],
@@ -64,6 +70,7 @@ const RENDERS: [string, string[]][] = [
     [
       ...['--set', 'auth.mode=jwt', '--set', 'auth.jwt.jwksUrl=https://issuer.example/jwks.json', '--set', 'auth.jwt.secretRef.name=jwt'],
       ...['--set-json', 'auth.jwt.audience=["echo"]', '--set', 'workers=auto', '--set', 'logLevel=debug'],
+      ...['--set-json', `networkPolicy.egress=${JSON.stringify([OTLP_EGRESS])}`],
     ],
   ],
   ['sidecar', ['--set', 'mode=sidecar']],
@@ -241,6 +248,20 @@ describe('Helm chart deploy/helm/echoserver', () => {
       (cert['spec'] as { secretName: string }).secretName,
       'pods mount the Certificate Secret',
     );
+  });
+
+  it('NetworkPolicy egress: none by default; the JWKS rule with auth.mode=jwt; networkPolicy.egress rules (OTLP) added as given', () => {
+    const egressOf = (objects: K8sObject[]): unknown[] =>
+      ((objects.find((o) => o.kind === 'NetworkPolicy') as K8sObject)['spec'] as { egress: unknown[] }).egress;
+    assert.deepEqual(egressOf(helmTemplate()), []);
+    const jwt = egressOf(helmTemplate(RENDERS[3]?.[1])) as { ports: { port: number }[] }[];
+    assert.equal(jwt.length, 2);
+    assert.deepEqual(
+      jwt[0]?.ports.map((p) => p.port),
+      [443, 53, 53],
+    );
+    assert.deepEqual(jwt[1], OTLP_EGRESS);
+    assert.deepEqual(egressOf(helmTemplate(['--set-json', `networkPolicy.egress=${JSON.stringify([OTLP_EGRESS])}`])), [OTLP_EGRESS]);
   });
 
   it('values.schema.json and the template refuse bad values with a message', () => {
