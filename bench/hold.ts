@@ -18,7 +18,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { freePort } from '../test-helpers/cli.js';
+import { freePort, PLAIN_SERVE_ARGS } from '../test-helpers/cli.js';
 import { spawnCli } from '../test-helpers/cli-lines.js';
 
 interface Report {
@@ -128,22 +128,9 @@ async function main(): Promise<void> {
   }
   const port = await freePort();
   const cli = spawnCli([
-    'serve',
-    '--insecure',
-    '--host',
-    '127.0.0.1',
-    '--ws-port',
-    String(port),
-    '--tcp-port',
-    'off',
-    '--workers',
-    String(opt.workers),
-    '--keepalive-interval',
-    `${opt.keepalive}ms`,
-    '--log-level',
-    'warn',
-    '--log-format',
-    'json',
+    ...PLAIN_SERVE_ARGS,
+    ...['--ws-port', String(port), '--tcp-port', 'off', '--workers', String(opt.workers)],
+    ...['--keepalive-interval', `${opt.keepalive}ms`, '--log-level', 'warn'],
   ]);
   try {
     // The listening lines are at info: with --log-level warn, wait for the port instead (bounded).

@@ -93,20 +93,7 @@ describe('logs that go nowhere', () => {
 describe('a worker killed under --workers 2', () => {
   test('is replaced, and the other worker’s clients are untouched', { timeout: 40_000 }, async () => {
     const port = await freePort();
-    const cli = spawnCli([
-      'serve',
-      '--insecure',
-      '--host',
-      '127.0.0.1',
-      '--ws-port',
-      String(port),
-      '--tcp-port',
-      'off',
-      '--workers',
-      '2',
-      '--log-format',
-      'json',
-    ]);
+    const cli = spawnCli([...PLAIN_SERVE_ARGS, '--ws-port', String(port), '--tcp-port', 'off', '--workers', '2']);
     try {
       const pids: number[] = [];
       for (const id of [1, 2])
