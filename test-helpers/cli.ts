@@ -2,7 +2,8 @@
  * Spawning the built CLI (`dist/cli.js`) for integration tests: run to completion, or start a
  * server and wait for its "listening" JSON log line (the ports come from it).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -137,4 +138,23 @@ export async function freePort(): Promise<number> {
   srv.close();
   await once(srv, 'close');
   return port;
+}
+
+/**
+ * Runs the CLI through `bash -c SCRIPT`, where SCRIPT ends in `exec "$0" "$@"` after what the
+ * test needs around it (a `ulimit`, a redirection); killed when the test ends.
+ */
+export function spawnCliInShell(
+  t: { after: (fn: () => void) => void },
+  script: string,
+  args: readonly string[],
+): ChildProcessByStdio<null, Readable, Readable> {
+  const child = spawn('bash', ['-c', script, process.execPath, CLI_PATH, ...args], {
+    env: cleanEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return child;
 }

@@ -12,12 +12,11 @@
 import { describe, test } from 'node:test';
 import { assertGood, connectTcp, goodTraffic, withServers } from '../../test-helpers/faults.js';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
-import { CLI_PATH, cleanEnv, freePort, PLAIN_SERVE_ARGS } from '../../test-helpers/cli.js';
+import { freePort, PLAIN_SERVE_ARGS, spawnCliInShell } from '../../test-helpers/cli.js';
 import { spawnCli } from '../../test-helpers/cli-lines.js';
 
 /** 30 connections, each one echo: every connection logs an open and a close line. */
@@ -59,17 +58,7 @@ describe('a peer that connects and never speaks', () => {
 describe('logs that go nowhere', () => {
   test('logs to a full disk (stdout is /dev/full): the server keeps serving, and exits 0 on SIGTERM', { timeout: 30_000 }, async (t) => {
     const port = await freePort();
-    const child = spawn(
-      'bash',
-      ['-c', 'exec "$0" "$@" > /dev/full', process.execPath, CLI_PATH, ...PLAIN_SERVE_ARGS, '--ws-port', String(port), '--tcp-port', 'off'],
-      {
-        env: cleanEnv(),
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
+    const child = spawnCliInShell(t, 'exec "$0" "$@" > /dev/full', [...PLAIN_SERVE_ARGS, '--ws-port', String(port), '--tcp-port', 'off']);
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     // No log line can tell us it listens: poll /healthz (bounded).

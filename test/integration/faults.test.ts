@@ -7,14 +7,13 @@
 import { describe, test } from 'node:test';
 import { assertGood, connectTcp, goodTraffic, withServers } from '../../test-helpers/faults.js';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { procStats } from '../../bench/fuzz/common.js';
-import { CLI_PATH, cleanEnv, freePort, PLAIN_SERVE_ARGS, startCli, type RunningCli } from '../../test-helpers/cli.js';
+import { freePort, PLAIN_SERVE_ARGS, spawnCliInShell, startCli, type RunningCli } from '../../test-helpers/cli.js';
 import { clientFrame } from '../../test-helpers/ws-raw.js';
 
 /** Polls (bounded) until `check()` holds; returns its last value. */
@@ -257,24 +256,10 @@ describe('a connection flood over the limit', () => {
 describe('descriptor exhaustion (ulimit -n 64)', () => {
   test('the server keeps its clients, and accepts again once descriptors free up', { timeout: 60_000 }, async (t) => {
     const port = await freePort();
-    const child = spawn(
-      'bash',
-      [
-        '-c',
-        'ulimit -n 64; exec "$0" "$@"',
-        process.execPath,
-        CLI_PATH,
-        ...PLAIN_SERVE_ARGS,
-        ...['--ws-port', String(port), '--tcp-port', 'off', '--metrics'],
-      ],
-      {
-        env: cleanEnv(),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
+    const child = spawnCliInShell(t, 'ulimit -n 64; exec "$0" "$@"', [
+      ...PLAIN_SERVE_ARGS,
+      ...['--ws-port', String(port), '--tcp-port', 'off', '--metrics'],
+    ]);
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     while (!out.includes('"event":"listening"')) {
